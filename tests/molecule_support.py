@@ -77,5 +77,7 @@ def assert_check_mode_clean(playbook: str | Path | None = None) -> PlaybookRun:
     assert run.recaps, f"no PLAY RECAP in check-mode output:\n{tail}"
     for recap in run.recaps.values():
         assert recap.failed == 0 and recap.unreachable == 0, f"{recap}\n{tail}"
-        assert recap.changed == 0, f"check mode on a converged host reports changes: {recap}\n{tail}"
+        assert recap.changed == 0, (
+            f"check mode on a converged host reports changes: {recap}\n{tail}"
+        )
     return run

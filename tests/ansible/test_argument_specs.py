@@ -1,9 +1,9 @@
 """A wrong variable stops the play before any change, with a message that names it.
 
-Each case applies one role with one bad variable to localhost, in check mode, with fact
-gathering off and a tag that selects only the tasks tagged ``always`` (the argument check is one),
-so even a broken spec could not touch this machine. The role's
-meta/argument_specs.yml must reject the value in the very first task.
+Every role has ``meta/argument_specs.yml``; its bad-input table lives in
+``tests/ansible/argspec_cases/<role>.yml``. Each case applies one role to localhost in check mode,
+with fact gathering off and a tag that selects only the tasks tagged ``always`` (the argument
+check is one), so even a broken spec could not touch this machine.
 """
 
 from __future__ import annotations
@@ -13,33 +13,35 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.molecule_support import parse_recap
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+CASES_DIR = Path(__file__).parent / "argspec_cases"
+ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
 
-# (role, variables as YAML, fragments the error must contain)
-CASES: list[tuple[str, str, list[str]]] = [
-    (
-        "base",
-        "base_unattended_upgrades_enabled: not-a-boolean",
-        ["base_unattended_upgrades_enabled", "bool"],
-    ),
-    ("base", "base_apt_cache_valid_time: soon", ["base_apt_cache_valid_time", "int"]),
-    ("base", "base_packages: {curl: true}", ["base_packages", "list"]),
-    ("base", "base_journald_persistent: [true]", ["base_journald_persistent", "bool"]),
+
+def load_cases() -> dict[str, dict[str, Any]]:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(CASES_DIR.glob("*.yml"))}
+
+
+CASES = load_cases()
+BAD = [
+    pytest.param(role, case["vars"], case["expect"], id=f"{role}-{'-'.join(case['vars'])}")
+    for role, data in CASES.items()
+    for case in data.get("bad", [])
 ]
-
-# (role, a misspelled variable): caught by the role's first task after the argument check.
-UNKNOWN: list[tuple[str, str]] = [
-    ("base", "base_jounrald_persistent"),
-]
+UNKNOWN = [(role, name) for role, data in CASES.items() for name in data.get("unknown", [])]
 
 
-def run_role(tmp_path: Path, role: str, variables: str) -> subprocess.CompletedProcess[str]:
+def run_role(
+    tmp_path: Path, role: str, variables: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
     playbook = tmp_path / "play.yml"
     playbook.write_text(
         textwrap.dedent(
@@ -54,7 +56,7 @@ def run_role(tmp_path: Path, role: str, variables: str) -> subprocess.CompletedP
         )
     )
     varfile = tmp_path / "vars.yml"
-    varfile.write_text(variables + "\n")
+    varfile.write_text(yaml.safe_dump(variables))
     env = dict(os.environ)
     env.update(
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
@@ -63,30 +65,23 @@ def run_role(tmp_path: Path, role: str, variables: str) -> subprocess.CompletedP
         ANSIBLE_CACHE_PLUGIN="memory",
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
     )
+    cmd = [str(BIN / "ansible-playbook"), "-i", "localhost,", "--check"]
+    cmd += ["--tags", "argument-spec-probe", "-e", f"@{varfile}", str(playbook)]
     return subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            "--check",
-            "--tags",
-            "argument-spec-probe",
-            "-e",
-            f"@{varfile}",
-            str(playbook),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
+        cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False
     )
 
 
-@pytest.mark.parametrize(("role", "variables", "fragments"), CASES)
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_has_argument_specs_and_cases(role: str) -> None:
+    assert (REPO / "roles" / role / "meta" / "argument_specs.yml").is_file()
+    assert (REPO / "roles" / role / "defaults" / "main.yml").is_file()
+    assert CASES.get(role, {}).get("bad"), f"add bad-input cases in {CASES_DIR}/{role}.yml"
+
+
+@pytest.mark.parametrize(("role", "variables", "fragments"), BAD)
 def test_bad_variable_stops_before_any_task(
-    tmp_path: Path, role: str, variables: str, fragments: list[str]
+    tmp_path: Path, role: str, variables: dict[str, Any], fragments: list[str]
 ) -> None:
     res = run_role(tmp_path, role, variables)
     out = res.stdout + res.stderr
@@ -95,16 +90,14 @@ def test_bad_variable_stops_before_any_task(
         assert fragment in out, f"{fragment!r} missing from:\n{out[-3000:]}"
     # The argument check is the only task that ran: nothing ok, nothing changed.
     recap = parse_recap(out)["localhost"]
-    assert recap.failed == 1
-    assert recap.ok == 0
-    assert recap.changed == 0
+    assert (recap.failed, recap.ok, recap.changed) == (1, 0, 0), out[-3000:]
     assert "Validating arguments against arg spec" in out
     assert out.count("TASK [") == 1, out
 
 
 @pytest.mark.parametrize(("role", "name"), UNKNOWN)
 def test_misspelled_variable_stops_the_play(tmp_path: Path, role: str, name: str) -> None:
-    res = run_role(tmp_path, role, f"{name}: true")
+    res = run_role(tmp_path, role, {name: True})
     out = res.stdout + res.stderr
     assert res.returncode != 0, out
     assert f"unknown variable(s) for role {role}: {name}" in out, out[-3000:]
@@ -112,11 +105,11 @@ def test_misspelled_variable_stops_the_play(tmp_path: Path, role: str, name: str
     assert recap.failed == 1 and recap.changed == 0
 
 
-@pytest.mark.parametrize("role", ["base"])
+@pytest.mark.parametrize("role", ROLES)
 def test_default_variables_pass_the_spec(tmp_path: Path, role: str) -> None:
     # Control case: the same probe with valid input passes, so the failures above come from
     # the bad values and not from the probe itself.
-    res = run_role(tmp_path, role, "{}")
+    res = run_role(tmp_path, role, {})
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert "Validating arguments against arg spec" in out

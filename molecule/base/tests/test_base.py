@@ -9,7 +9,7 @@ from tests.molecule_support import assert_check_mode_clean
 ESSENTIALS = ["curl", "ca-certificates", "zstd", "jq", "pciutils", "systemd-timesyncd"]
 
 
-@pytest.mark.parametrize("name", ESSENTIALS + ["unattended-upgrades"])
+@pytest.mark.parametrize("name", [*ESSENTIALS, "unattended-upgrades"])
 def test_essential_packages_installed(host, name):
     assert host.package(name).is_installed
 
