@@ -11,6 +11,8 @@ PIP_EXTRAS  ?= vision
 SCENARIOS   ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 INVENTORY   ?= inventories/sandbox/hosts.yml
 LIMIT       ?=
+# Scenarios run side by side (their containers mostly wait on apt and systemd, not on the CPU).
+MOLECULE_JOBS ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -75,15 +77,8 @@ unit: venv ## Python unit and integration tests (pytest, loopback only)
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
 
 .PHONY: molecule
-molecule: venv images ## Run every Molecule scenario (SCENARIOS="base ..." to pick)
-	@failed=""; summary=""; \
-	for s in $(SCENARIOS); do \
-	  start=$$(date +%s); echo "=== molecule test -s $$s"; \
-	  if $(BIN)/molecule test -s $$s; then r=ok; else r=FAILED; failed="$$failed $$s"; fi; \
-	  summary="$$summary\n  $$s: $$r in $$(( $$(date +%s) - start ))s"; \
-	done; \
-	echo -e "molecule summary:$$summary"; \
-	if [ -n "$$failed" ]; then echo "failed scenarios:$$failed"; exit 1; fi
+molecule: venv images ## Run every Molecule scenario (SCENARIOS="base ..." to pick, MOLECULE_JOBS=2)
+	molecule/run-scenarios -j $(MOLECULE_JOBS) $(SCENARIOS)
 
 .PHONY: test
 test: venv ## Everything CI runs: lint + Python tests + every Molecule scenario (stage times at the end)
