@@ -1,0 +1,1 @@
+"""Command-line tools with the Waldus JSON contract (see ``docs/cli-contract.md``)."""
