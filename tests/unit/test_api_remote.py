@@ -1,0 +1,103 @@
+"""The CLIs' warm fast path client: when to use the server's answer, when to run in-process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from ai_local_core.api.remote import RemoteError, call_api, exit_code_for
+from ai_local_core.backend_errors import ApiServerError
+from ai_local_core.config import Settings, load_settings
+
+from tests.api_harness import free_port
+from tests.loopback_http import Handler, LoopbackServer, loopback_server, slow, static
+
+
+def _json(status: int, body: object) -> Handler:
+    return static(status, json.dumps(body).encode(), "application/json")
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[LoopbackServer]:
+    routes = {
+        "/ok/v1/translate": _json(200, {"success": True, "translation": "Hallo"}),
+        "/error/v1/translate": _json(
+            400, {"success": False, "error": {"type": "unsupported_language", "message": "no"}}
+        ),
+        "/busy/v1/translate": _json(
+            503, {"success": False, "error": {"type": "service_busy", "message": "busy"}}
+        ),
+        "/proxy/v1/translate": static(502, b"<html>Bad Gateway</html>", "text/html"),
+        "/old/v1/translate": _json(
+            404, {"success": False, "error": {"type": "not_found", "message": "no route"}}
+        ),
+        "/odd/v1/translate": _json(200, {"translation": "no success key"}),
+        "/slow/v1/translate": slow(2.0, _json(200, {"success": True})),
+    }
+    with loopback_server(routes) as server:
+        yield server
+
+
+def _settings(url: str | None, **api: object) -> Settings:
+    return load_settings(api={"url": url, **api})
+
+
+def test_no_url_means_in_process() -> None:
+    assert call_api(_settings(None), "/v1/translate", {}) is None
+
+
+def test_success_is_returned(api: LoopbackServer) -> None:
+    answer = call_api(_settings(api.url("/ok")), "/v1/translate", {"text": "Hi", "target": "de"})
+    assert answer == {"success": True, "translation": "Hallo"}
+    assert api.seen[-1].path == "/ok/v1/translate"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "error_type", "exit_code", "status"),
+    [("/error", "unsupported_language", 2, 400), ("/busy", "service_busy", 24, 503)],
+)
+def test_server_errors_are_raised_with_their_type(
+    api: LoopbackServer, prefix: str, error_type: str, exit_code: int, status: int
+) -> None:
+    with pytest.raises(RemoteError) as caught:
+        call_api(_settings(api.url(prefix)), "/v1/translate", {})
+    assert caught.value.to_dict() == {"type": error_type, "message": caught.value.message}
+    assert (caught.value.exit_code, caught.value.http_status) == (exit_code, status)
+
+
+@pytest.mark.parametrize("prefix", ["/proxy", "/old", "/odd"])
+def test_answers_outside_the_contract_fall_back(api: LoopbackServer, prefix: str) -> None:
+    assert call_api(_settings(api.url(prefix)), "/v1/translate", {}) is None
+
+
+def test_nothing_listening_falls_back() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    assert call_api(_settings(url), "/v1/translate", {}) is None
+
+
+def test_a_server_that_stops_answering_is_an_error(api: LoopbackServer) -> None:
+    settings = _settings(api.url("/slow"), client_timeout=0.3)
+    with pytest.raises(ApiServerError, match=r"did not answer within 0\.3 s") as caught:
+        call_api(settings, "/v1/translate", {})
+    assert caught.value.exit_code == 25
+
+
+@pytest.mark.parametrize(
+    ("error_type", "code"),
+    [
+        ("invalid_input", 2),
+        ("config_error", 3),
+        ("model_not_found", 11),
+        ("not_an_image", 2),
+        ("image_fetch_failed", 22),
+        ("image_too_large", 23),
+        ("text_too_long", 23),
+        ("backend_unavailable", 20),
+        ("translation_failed", 21),
+        ("internal_error", 1),
+        ("something_new", 1),
+    ],
+)
+def test_exit_codes_by_type(error_type: str, code: int) -> None:
+    assert exit_code_for(error_type) == code
