@@ -2,14 +2,27 @@
 
 For ``describe`` (the tiny random-weights BLIP built locally: the cost of a cold
 run is importing torch/transformers and loading the model) and ``translate``
-(the ``ollama`` backend against the Ollama stand-in), in one run:
+(the ``ollama`` backend against the Ollama stand-in), in one run, interleaved so
+every figure sees the same machine state:
 
-* cold: ``python -m ai_local_core.cli.<tool>`` with no API server configured;
-* warm CLI: the same fresh process with ``api.url`` set, so it POSTs to the server;
-* warm HTTP: the bare POST to the server (what a long-lived caller pays).
+* cold CLI: ``python -m ai_local_core.cli.<tool>`` with no API server configured;
+* warm CLI (lane): the same fresh process with ``api.url`` set: the fast lane
+  POSTs to the server with the standard library only;
+* warm CLI (no lane): the same with ``AI_LOCAL_CORE_FAST_LANE=0``: the full path
+  (pydantic settings, the tool's imports) before the same POST;
+* warm HTTP: the bare POST to the server from this process (what a long-lived
+  caller pays; the floor of any warm CLI).
 
-Prints the medians in ms and the cold/warm ratios. Counts are bounded
-(``--cold``, ``--warm``); nothing leaves 127.0.0.1 and nothing is downloaded.
+The warm CLIs get a configuration that cannot work in-process (a BLIP model
+that does not exist, a Google endpoint that refuses connections), so a warm
+success can only have come from the server. Prints medians in ms and the
+ratios; counts are bounded (``--cold``, ``--warm``); nothing leaves 127.0.0.1
+and nothing is downloaded.
+
+``--torch-threads`` (default 1) sets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` for
+the cold CLIs and the server alike: on a small, shared machine, torch's default
+of one thread per core makes the tiny model's 20-token generation spin for
+hundreds of ms on contended cores, in both paths; 0 keeps torch's default.
 
 Run from the repository root: ``.venv/bin/python bench/warm_vs_cold.py``.
 """
@@ -33,6 +46,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.api_harness import (  # noqa: E402 - after the sys.path line above
     ApiServer,
     clean_env,
+    free_port,
     running_api_server,
     write_config,
 )
@@ -40,13 +54,19 @@ from tests.fixtures.ollama import running_standin  # noqa: E402
 from tests.image_samples import png_bytes  # noqa: E402
 from tests.vision.tiny_blip import build_tiny_blip  # noqa: E402
 
+MAX_COLD = 10
+MAX_WARM = 50
 
-def run_cli(module: str, args: list[str], config_path: Path) -> float:
-    """Milliseconds for one fresh CLI process; fails loudly unless it succeeded."""
+
+def run_cli(
+    module: str, args: list[str], config_path: Path, extra_env: dict[str, str]
+) -> tuple[float, dict[str, Any]]:
+    """Milliseconds for one fresh CLI process and its output; fails loudly unless it succeeded."""
+    env = clean_env({"AI_LOCAL_CORE_CONFIG": str(config_path), **extra_env})
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
-        env=clean_env({"AI_LOCAL_CORE_CONFIG": str(config_path)}),
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -54,10 +74,19 @@ def run_cli(module: str, args: list[str], config_path: Path) -> float:
         cwd=REPO_ROOT,
     )
     elapsed = (time.perf_counter() - started) * 1000
-    out = json.loads(proc.stdout)
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError:
+        out = {}
     if proc.returncode != 0 or not out.get("success"):
         raise SystemExit(f"{module} failed: {proc.stdout} {proc.stderr[-2000:]}")
-    return elapsed
+    return elapsed, out
+
+
+def python_start(extra_env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], env=clean_env(extra_env), check=True)
+    return (time.perf_counter() - started) * 1000
 
 
 def post(server: ApiServer, path: str, body: dict[str, Any]) -> float:
@@ -74,12 +103,19 @@ def median(samples: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cold", type=int, default=3, help="cold runs per tool (1-10)")
-    parser.add_argument("--warm", type=int, default=5, help="warm runs per tool (1-50)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--cold", type=int, default=3, help=f"cold runs per tool (1-{MAX_COLD})")
+    parser.add_argument("--warm", type=int, default=7, help=f"warm runs per tool (1-{MAX_WARM})")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="OMP/MKL threads (0: torch's default)"
+    )
     args = parser.parse_args(argv)
-    cold_n = max(1, min(args.cold, 10))
-    warm_n = max(1, min(args.warm, 50))
+    cold_n = max(1, min(args.cold, MAX_COLD))
+    warm_n = max(1, min(args.warm, MAX_WARM))
+    threads: dict[str, str] = {}
+    if args.torch_threads > 0:
+        threads = {"OMP_NUM_THREADS": str(args.torch_threads)}
+        threads["MKL_NUM_THREADS"] = str(args.torch_threads)
 
     with tempfile.TemporaryDirectory(prefix="ai-local-core-bench-") as tmp:
         work = Path(tmp)
@@ -94,43 +130,78 @@ def main(argv: list[str] | None = None) -> int:
                 "translation": {"backend": "ollama"},
                 "models": {"defaults": {"translation": {"model": "llama3.1:8b"}}},
             }
-            with running_api_server(work / "api", config) as server:
+            with running_api_server(work / "api", config, env=threads) as server:
                 cold_cfg = write_config(work / "cold.yaml", {**config, "api": {"url": None}})
-                warm_cfg = write_config(work / "warm.yaml", {**config, "api": {"url": server.url}})
-                describe_args = [str(image), "20"]
-                translate_args = ["Hello world", "pl"]
+                # Only the server can answer this one: no BLIP model, no Google.
+                refused = f"http://127.0.0.1:{free_port()}/m"
+                broken = {
+                    **config,
+                    "image": {"backend": "blip", "blip": {"model": "/nonexistent/blip"}},
+                    "translation": {"backend": "google", "google": {"base_url": refused}},
+                    "api": {"url": server.url},
+                }
+                warm_cfg = write_config(work / "warm.yaml", broken)
+                no_lane = {**threads, "AI_LOCAL_CORE_FAST_LANE": "0"}
                 describe_body = {
                     "image_base64": base64.b64encode(image.read_bytes()).decode(),
                     "max_length": 20,
                 }
-                translate_body = {"text": "Hello world", "target": "pl"}
-                # One untimed call each warms the server's paths and the OS caches.
-                post(server, "/v1/describe", describe_body)
-                post(server, "/v1/translate", translate_body)
-
-                rows = []
-                for name, module, cli_args, path, body in (
-                    ("describe", "ai_local_core.cli.describe", describe_args, "/v1/describe",
+                tools = (
+                    ("describe", "ai_local_core.cli.describe", [str(image), "20"], "/v1/describe",
                      describe_body),
-                    ("translate", "ai_local_core.cli.translate", translate_args, "/v1/translate",
-                     translate_body),
-                ):  # fmt: skip
-                    cold = [run_cli(module, cli_args, cold_cfg) for _ in range(cold_n)]
-                    warm_cli = [run_cli(module, cli_args, warm_cfg) for _ in range(warm_n)]
-                    warm_http = [post(server, path, body) for _ in range(warm_n)]
-                    rows.append((name, median(cold), median(warm_cli), median(warm_http)))
+                    ("translate", "ai_local_core.cli.translate", ["Hello world", "pl"],
+                     "/v1/translate", {"text": "Hello world", "target": "pl"}),
+                )  # fmt: skip
+                rows = []
+                starts: list[float] = []
+                for name, module, cli_args, path, body in tools:
+                    # Untimed: warms the server's route, the OS caches and the .pyc files.
+                    post(server, path, body)
+                    run_cli(module, cli_args, warm_cfg, threads)
+                    run_cli(module, cli_args, warm_cfg, no_lane)
+                    cold: list[float] = []
+                    lane: list[float] = []
+                    full: list[float] = []
+                    bare: list[float] = []
+                    keys: set[frozenset[str]] = set()
+                    for i in range(max(cold_n, warm_n)):
+                        if i < cold_n:
+                            ms, out = run_cli(module, cli_args, cold_cfg, threads)
+                            cold.append(ms)
+                            keys.add(frozenset(out))
+                        if i < warm_n:
+                            ms, out = run_cli(module, cli_args, warm_cfg, threads)
+                            lane.append(ms)
+                            keys.add(frozenset(out))
+                            ms, out = run_cli(module, cli_args, warm_cfg, no_lane)
+                            full.append(ms)
+                            keys.add(frozenset(out))
+                            bare.append(post(server, path, body))
+                            starts.append(python_start(threads))
+                    if len(keys) != 1:
+                        raise SystemExit(f"{name}: the paths gave different keys: {keys}")
+                    rows.append((name, median(cold), median(lane), median(full), median(bare)))
 
-    print(f"medians over {cold_n} cold and {warm_n} warm runs (ms)")
-    header = (
-        f"{'tool':<10} {'cold CLI':>10} {'warm CLI':>10} {'warm HTTP':>10} "
-        f"{'cold/warm CLI':>14} {'cold/warm HTTP':>15}"
+    threads_note = f"{args.torch_threads} (OMP_NUM_THREADS)" if threads else "torch's default"
+    print(
+        f"medians over {cold_n} cold and {warm_n} warm runs per tool, interleaved (ms); "
+        f"torch threads: {threads_note} in the cold CLIs and the server; "
+        f"interpreter start (python -c pass): {median(starts):.1f} ms"
     )
-    print(header)
-    for name, cold_ms, warm_cli_ms, warm_http_ms in rows:
+    print(
+        f"{'tool':<10} {'cold CLI':>9} {'warm CLI':>9} {'warm CLI':>10} {'warm HTTP':>10} "
+        f"{'cold/warm CLI':>14} {'cold/warm HTTP':>15} {'lane gain':>10}"
+    )
+    print(f"{'':<10} {'':>9} {'(lane)':>9} {'(no lane)':>10}")
+    for name, cold_ms, lane_ms, full_ms, bare_ms in rows:
         print(
-            f"{name:<10} {cold_ms:>10.1f} {warm_cli_ms:>10.1f} {warm_http_ms:>10.1f} "
-            f"{cold_ms / warm_cli_ms:>13.1f}x {cold_ms / warm_http_ms:>14.1f}x"
+            f"{name:<10} {cold_ms:>9.1f} {lane_ms:>9.1f} {full_ms:>10.1f} {bare_ms:>10.1f} "
+            f"{cold_ms / lane_ms:>13.1f}x {cold_ms / bare_ms:>14.1f}x {full_ms / lane_ms:>9.1f}x"
         )
+    print(
+        "cold/warm CLI: cold CLI over the warm CLI with the fast lane; "
+        "lane gain: warm CLI without the lane over with it"
+    )
     return 0
 
 

@@ -3,7 +3,8 @@
 All derive from the project's single hierarchy rooted at
 :class:`ai_local_core.errors.AiLocalCoreError`, so the CLIs and the API server
 map them to a JSON error, an exit code and an HTTP status without special cases.
-Exit codes 20-29 belong to these services (see ``docs/cli-contract.md``).
+Exit codes 20-29 belong to these services (see ``docs/cli-contract.md``); each
+class's ``exit_code`` comes from :mod:`ai_local_core.exit_codes`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ class BackendUnavailable(AiLocalCoreError):
     load, or an upstream service that asks us to come back later."""
 
     error_type = "backend_unavailable"
-    exit_code = 20
     http_status = 503
 
 
@@ -32,7 +32,6 @@ class BackendFailed(AiLocalCoreError):
     """A backend (or the upstream service it calls) failed on a valid request."""
 
     error_type = "backend_failed"
-    exit_code = 21
     http_status = 502
 
 
@@ -40,7 +39,6 @@ class PayloadTooLarge(AiLocalCoreError):
     """The input is over a size limit (bytes, pixels or characters)."""
 
     error_type = "payload_too_large"
-    exit_code = 23
     http_status = 413
 
 
@@ -48,7 +46,6 @@ class ServiceBusy(AiLocalCoreError):
     """The API server has no free request slot right now; retry later."""
 
     error_type = "service_busy"
-    exit_code = 24
     http_status = 503
 
 
@@ -56,5 +53,4 @@ class ApiServerError(AiLocalCoreError):
     """The warm API server could not be used for a request that had already been sent."""
 
     error_type = "api_server_error"
-    exit_code = 25
     http_status = 502

@@ -24,13 +24,11 @@ one field on :class:`Settings`; the loading code does not change.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -43,6 +41,18 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ai_local_core.config_paths import (
+    CONFIG_DIR,
+    DEFAULT_ENV,
+    ENV_CONFIG,
+    ENV_NAME,
+    ENV_PREFIX,
+    NESTED_DELIMITER,
+    as_mapping,
+    available_environments,
+    environment_file,
+    read_yaml,
+)
 from ai_local_core.errors import ConfigError
 from ai_local_core.image.settings import ImageSettings
 from ai_local_core.ollama.urls import normalize_ollama_url
@@ -62,19 +72,14 @@ __all__ = [
     "TaskModels",
     "TimeoutSettings",
     "available_environments",
+    "environment_file",
     "format_validation_error",
     "load_settings",
 ]
 
-#: Directory of the YAML files shipped with the package.
-CONFIG_DIR = Path(__file__).resolve().parent / "config"
-#: Selects ``config/<name>.yaml``.
-ENV_NAME = "AI_LOCAL_CORE_ENV"
-#: Path of a YAML file used instead of the packaged environment file.
-ENV_CONFIG = "AI_LOCAL_CORE_CONFIG"
-ENV_PREFIX = "AI_LOCAL_CORE_"
-DEFAULT_ENV = "development"
-_ENV_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# CONFIG_DIR, ENV_NAME, ENV_CONFIG, ENV_PREFIX, DEFAULT_ENV, available_environments()
+# and environment_file() live in ai_local_core.config_paths (no pydantic there), which
+# the CLIs' fast lane shares; they are re-exported here.
 
 
 class _Section(BaseModel):
@@ -260,7 +265,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
+        env_nested_delimiter=NESTED_DELIMITER,
         extra="forbid",
         validate_default=True,
     )
@@ -315,62 +320,12 @@ class _OllamaHostSource(_DictSource):
 class _YamlFilesSource(_DictSource):
     def __call__(self) -> dict[str, Any]:
         env_file = environment_file()
-        data = _read_yaml(env_file)
+        data = read_yaml(env_file)
         models_file = CONFIG_DIR / "models.yaml"
-        models = _read_yaml(models_file) if models_file.is_file() else {}
+        models = read_yaml(models_file) if models_file.is_file() else {}
         if models:
-            data["models"] = _deep_merge(models, _as_mapping(data.get("models"), env_file))
+            data["models"] = _deep_merge(models, as_mapping(data.get("models"), env_file))
         return data
-
-
-def available_environments() -> list[str]:
-    """Names accepted by ``AI_LOCAL_CORE_ENV`` (the packaged YAML files)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.is_file() and p.stem != "models")
-
-
-def environment_file() -> Path:
-    """The YAML file for the current environment (see module docstring)."""
-    override = os.environ.get(ENV_CONFIG, "").strip()
-    if override:
-        path = Path(override).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"{ENV_CONFIG} points to {override!r}, which is not a file")
-        return path
-    name = os.environ.get(ENV_NAME, "").strip().lower() or DEFAULT_ENV
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not _ENV_NAME_RE.match(name) or name == "models" or not path.is_file():
-        known = ", ".join(available_environments())
-        raise ConfigError(f"unknown {ENV_NAME} {name!r} (known: {known})")
-    return path
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(
-            f"config file {str(path)!r} is not valid YAML{where}: {problem}"
-        ) from None
-    if data is None:
-        return {}
-    return dict(_as_mapping(data, path))
-
-
-def _as_mapping(value: Any, path: Path) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"config file {str(path)!r}: expected a mapping, got {type(value).__name__}"
-        )
-    return value
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -92,7 +92,11 @@ def server(
 
 
 def run_cli(
-    tmp_path: Path, module_or_shim: str | Path, args: list[str], config: dict[str, Any]
+    tmp_path: Path,
+    module_or_shim: str | Path,
+    args: list[str],
+    config: dict[str, Any],
+    env: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any], str]:
     config_path = write_config(tmp_path / f"cli-{free_port()}.yaml", config)
     if isinstance(module_or_shim, Path):
@@ -101,7 +105,7 @@ def run_cli(
         command = [sys.executable, "-m", module_or_shim, *args]
     proc = subprocess.run(
         command,
-        env=clean_env({"AI_LOCAL_CORE_CONFIG": str(config_path)}),
+        env=clean_env({"AI_LOCAL_CORE_CONFIG": str(config_path), **(env or {})}),
         capture_output=True,
         text=True,
         timeout=120,
@@ -273,3 +277,32 @@ def test_describe_bad_arguments(
     assert code == 2
     assert out["success"] is False
     assert needle in out["error"]["message"]
+
+
+# --------------------------------------------------------------------------- fast lane
+
+
+def test_fast_lane_and_full_path_print_the_same(
+    tmp_path: Path, server: ApiServer, ollama_standin: OllamaStandIn, web: LoopbackServer
+) -> None:
+    """The stdlib-only fast lane and the full path (pydantic settings, then the same POST)
+    give the same object and exit code for a success and for server-reported errors."""
+    image = tmp_path / "photo.png"
+    image.write_bytes(png_bytes(12, 10))
+    warm = _broken_config(ollama_standin, server.url)
+    calls = [
+        ("ai_local_core.cli.translate", ["Hello world", "pl"]),
+        ("ai_local_core.cli.translate", ["Hi", "xx"]),
+        ("ai_local_core.cli.describe", [str(image), "5"]),
+        ("ai_local_core.cli.describe", [web.url("/page.html")]),
+        ("ai_local_core.cli.describe", [web.url("/missing.png")]),
+    ]
+    results: dict[str, list[tuple[int, dict[str, Any]]]] = {"1": [], "0": []}
+    for lane, found in results.items():
+        for module, args in calls:
+            code, out, _ = run_cli(tmp_path, module, args, warm, {"AI_LOCAL_CORE_FAST_LANE": lane})
+            out.pop("duration_ms", None)
+            found.append((code, out))
+    assert results["1"] == results["0"]
+    assert [code for code, _ in results["1"]] == [0, 2, 0, 2, 22]
+    assert results["1"][2][1]["image"] == {"format": "PNG", "width": 12, "height": 10}

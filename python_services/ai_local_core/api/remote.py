@@ -1,62 +1,65 @@
-"""The CLIs' warm fast path: hand a request to a running API server.
+"""The CLIs' warm path: hand a request to a running API server.
 
 When ``api.url`` is configured, ``ai-describe`` and ``ai-translate`` POST their
 input to the server, which already holds the model, instead of importing torch
 and loading weights in a fresh process. If nothing listens there (connection
 refused, connect timeout) or the answer is not the server's JSON (a proxy's
-error page), the CLI runs in-process as if no server were configured. Once the
-server has answered with its JSON, that answer is final: a success is printed as
-is, an error is raised again here with the same type and message, so the CLI
-prints the same object and exits with the same code as an in-process run.
+error page, a server without that route), the CLI runs in-process as if no
+server were configured. Once the server has answered with its JSON, that answer
+is final: a success is printed as is, an error is raised again here with the
+same type and message, so the CLI prints the same object and exits with the
+same code as an in-process run. An answer that never comes (after connecting,
+longer than ``api.client_timeout``) is ``api_server_error``.
+
+Standard library only (``http.client``), so the CLIs' fast lane
+(:mod:`ai_local_core.cli.fast_lane`) can use it before, and instead of,
+importing pydantic, httpx or the backends; :func:`call_api` is the same call for
+code that already holds :class:`~ai_local_core.config.Settings`.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
-from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-import httpx
-
-import ai_local_core.backend_errors
-import ai_local_core.image.errors
-import ai_local_core.ollama.exceptions
-import ai_local_core.translation.errors  # noqa: F401 - registers the error classes
 from ai_local_core.backend_errors import ApiServerError
-from ai_local_core.config import Settings
 from ai_local_core.errors import AiLocalCoreError
+from ai_local_core.exit_codes import exit_code_for
 
-__all__ = ["RemoteError", "call_api", "exit_code_for"]
+if TYPE_CHECKING:
+    from ai_local_core.config import Settings
+
+__all__ = ["MAX_ANSWER_BYTES", "ApiTarget", "RemoteError", "call_api", "exit_code_for", "post_json"]
 
 logger = logging.getLogger(__name__)
 
 #: Answers that mean "this server cannot do it", not "your request failed".
 _FALL_BACK_TYPES = frozenset({"not_found", "method_not_allowed"})
+#: A larger answer is not the server's (its answers are a few hundred bytes).
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
-def _all_error_classes(root: type[AiLocalCoreError]) -> list[type[AiLocalCoreError]]:
-    found = [root]
-    for sub in root.__subclasses__():
-        found.extend(_all_error_classes(sub))
-    return found
+class ApiTarget(NamedTuple):
+    """Where the API server is and how long to wait for it (the ``api`` settings)."""
 
-
-@cache
-def _exit_codes() -> dict[str, int]:
-    codes: dict[str, int] = {}
-    for cls in _all_error_classes(AiLocalCoreError):
-        codes.setdefault(cls.error_type, cls.exit_code)
-    return codes
-
-
-def exit_code_for(error_type: str) -> int:
-    """The CLI exit code of an error type (1, ``internal_error``, when unknown)."""
-    return _exit_codes().get(error_type, 1)
+    url: str
+    #: Seconds to connect before running in-process instead (``api.connect_timeout``).
+    connect_timeout: float
+    #: Seconds of silence allowed once connected (``api.client_timeout``).
+    client_timeout: float
 
 
 class RemoteError(AiLocalCoreError):
-    """An error reported by the API server, re-raised with its type and message."""
+    """An error reported by the API server, re-raised with its type and message.
+
+    ``error_type`` and ``exit_code`` are set per instance from the server's
+    answer (the class default, ``internal_error``, applies when it names none).
+    """
+
+    error_type = "internal_error"
 
     def __init__(self, error_type: str, message: str, *, status: int | None = None) -> None:
         super().__init__(message, status=status)
@@ -68,40 +71,82 @@ class RemoteError(AiLocalCoreError):
 
 def call_api(settings: Settings, path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
     """POST ``payload`` to the API server; its success object, or None to run in-process."""
-    base = settings.api.url
-    if not base:
+    api = settings.api
+    if not api.url:
         return None
-    url = base.rstrip("/") + path
-    timeout = httpx.Timeout(
-        settings.api.client_timeout,
-        connect=settings.api.connect_timeout,
-        pool=settings.api.connect_timeout,
-    )
-    # Plain http (the usual loopback server) needs no TLS context; building one
-    # reads the CA bundle, a noticeable share of this fast path.
-    verify = urlsplit(base).scheme != "http"
+    return post_json(ApiTarget(api.url, api.connect_timeout, api.client_timeout), path, payload)
+
+
+def post_json(target: ApiTarget, path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """POST ``payload`` to ``target.url + path``.
+
+    Returns the server's success object (``{"success": true, ...}``), or None when
+    the server cannot be used and the CLI should run in-process; raises
+    :class:`RemoteError` for an error the server reported and
+    :class:`~ai_local_core.backend_errors.ApiServerError` when it stops answering.
+    """
+    base = target.url
     try:
-        with httpx.Client(timeout=timeout, trust_env=False, verify=verify) as http:
-            response = http.post(url, json=payload)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        logger.info("API server at %s not reachable (%s); running in-process", base, exc)
+        parts = urlsplit(base.rstrip("/") + path)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        logger.warning("API server URL %r is not valid (%s); running in-process", base, exc)
         return None
-    except httpx.TimeoutException:
-        raise ApiServerError(
-            f"the API server at {base} did not answer within {settings.api.client_timeout:g} s"
-        ) from None
-    except httpx.HTTPError as exc:
-        logger.warning("API server at %s failed (%s); running in-process", base, exc)
+    if parts.scheme not in ("http", "https") or not host:
+        logger.warning("API server URL %r is not an http(s) URL; running in-process", base)
         return None
+    body = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    if parts.scheme == "http":
+        conn: http.client.HTTPConnection = http.client.HTTPConnection(
+            host, port, timeout=target.connect_timeout
+        )
+    else:  # the default TLS context: certificates and host names are verified
+        conn = http.client.HTTPSConnection(host, port, timeout=target.connect_timeout)
     try:
-        body: Any = response.json()
-    except ValueError:
-        body = None
+        try:
+            conn.connect()
+        except OSError as exc:  # refused, no route, name not found, connect timeout, TLS
+            logger.info("API server at %s not reachable (%s); running in-process", base, exc)
+            return None
+        if conn.sock is not None:
+            conn.sock.settimeout(target.client_timeout)
+        try:
+            conn.request(
+                "POST",
+                parts.path + (f"?{parts.query}" if parts.query else ""),
+                body=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                    "Connection": "close",
+                },
+            )
+            response = conn.getresponse()
+            raw = response.read(MAX_ANSWER_BYTES + 1)
+        except TimeoutError:
+            raise ApiServerError(
+                f"the API server at {base} did not answer within {target.client_timeout:g} s"
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            logger.warning("API server at %s failed (%s); running in-process", base, exc)
+            return None
+    finally:
+        conn.close()
+    return _interpret(base, path, response.status, raw)
+
+
+def _interpret(base: str, path: str, status: int, raw: bytes) -> dict[str, Any] | None:
+    body: Any = None
+    if len(raw) <= MAX_ANSWER_BYTES:
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            body = None
     if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
         logger.warning(
             "API server at %s answered HTTP %s without the JSON contract; running in-process",
             base,
-            response.status_code,
+            status,
         )
         return None
     if body["success"]:
@@ -113,4 +158,4 @@ def call_api(settings: Settings, path: str, payload: dict[str, Any]) -> dict[str
         logger.warning("API server at %s has no %s; running in-process", base, path)
         return None
     message = str(error.get("message") or "the API server reported an error")
-    raise RemoteError(error_type, message, status=response.status_code)
+    raise RemoteError(error_type, message, status=status)

@@ -15,6 +15,12 @@ JSON object, an argv parser::
 
     def main(argv: Sequence[str] | None = None) -> int:
         return run_cli(my_handler, argv=argv, prog="ai-mytool")
+
+A tool whose work the API server can do also passes ``warm=WarmRoute(...)``:
+then the fast lane (:mod:`ai_local_core.cli.fast_lane`) tries the server
+first, with the standard library only. This module imports pydantic and the
+configuration only when the handler has to run here, so it stays cheap to
+import.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ import json
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
-from ai_local_core.config import Settings, format_validation_error, load_settings
 from ai_local_core.errors import AiLocalCoreError, InvalidInput
+from ai_local_core.exit_codes import EXIT_INTERNAL, EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ai_local_core.cli.fast_lane import WarmRoute
+    from ai_local_core.config import Settings
 
 __all__ = [
     "DEBUG_ENV",
@@ -39,6 +48,7 @@ __all__ = [
     "MAX_INPUT_BYTES",
     "Handler",
     "emit",
+    "emit_result",
     "parse_json_argument",
     "reset_logging",
     "run_cli",
@@ -51,11 +61,9 @@ DEBUG_ENV = "AI_LOCAL_CORE_DEBUG"
 #: Largest accepted JSON input (bytes). Linux caps one argv string at 128 KiB anyway;
 #: pass ``-`` to read the JSON object from stdin instead.
 MAX_INPUT_BYTES = 100_000
-EXIT_INTERNAL = 1
-EXIT_INTERRUPTED = 130
 
-Handler = Callable[[Any, Settings], Mapping[str, Any]]
-_M = TypeVar("_M", bound=BaseModel)
+Handler = Callable[[Any, "Settings"], Mapping[str, Any]]
+_M = TypeVar("_M", bound="BaseModel")
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -149,6 +157,10 @@ def parse_json_argument(
 
 def validate_input(model: type[_M], payload: Any) -> _M:
     """Validate a payload against a pydantic model; :class:`InvalidInput` on failure."""
+    from pydantic import ValidationError
+
+    from ai_local_core.config import format_validation_error
+
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -161,14 +173,23 @@ def run_cli(
     argv: Sequence[str] | None = None,
     parse_args: Callable[[Sequence[str]], Any] | None = None,
     prog: str = "ai-local-core",
+    warm: WarmRoute | None = None,
 ) -> int:
-    """Run one CLI invocation; return the exit status (the caller passes it to sys.exit)."""
+    """Run one CLI invocation; return the exit status (the caller passes it to sys.exit).
+
+    With ``warm``, the API server is tried first through the fast lane; the
+    handler runs only when it cannot be used (see :mod:`ai_local_core.cli.fast_lane`).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
     try:
-        return _run(handler, args, parse_args, prog)
+        return _run(handler, args, parse_args, prog, warm)
     finally:
         reset_logging()
+
+
+def _log_level(configured: str) -> str:
+    return os.environ.get("AI_LOCAL_CORE_LOG_LEVEL") or configured
 
 
 def _run(
@@ -176,17 +197,26 @@ def _run(
     args: list[str],
     parse_args: Callable[[Sequence[str]], Any] | None,
     prog: str,
+    warm: WarmRoute | None,
 ) -> int:
     log = logging.getLogger(f"ai_local_core.cli.{prog}")
     try:
         payload = (parse_args or parse_json_argument)(args)
-        settings = load_settings()
-        setup_logging(os.environ.get("AI_LOCAL_CORE_LOG_LEVEL") or settings.log_level)
-        result = dict(handler(payload, settings))
+        answer: dict[str, Any] | None = None
+        in_process = False
+        if warm is not None:
+            from ai_local_core.cli import fast_lane
+
+            outcome = fast_lane.attempt(
+                warm, payload, on_log_level=lambda level: setup_logging(_log_level(level))
+            )
+            answer, in_process = outcome.answer, outcome.in_process
+        if answer is None:
+            answer = _run_here(handler, payload, in_process=in_process)
     except AiLocalCoreError as exc:
         log.info("%s failed: %s: %s", prog, exc.error_type, exc.message)
         if _debug_enabled():
-            traceback.print_exc(file=sys.stderr)
+            _print_traceback()
         emit({"success": False, "error": exc.to_dict()})
         return exc.exit_code
     except KeyboardInterrupt:
@@ -194,7 +224,7 @@ def _run(
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the contract: never a traceback on stdout
         if _debug_enabled():
-            traceback.print_exc(file=sys.stderr)
+            _print_traceback()
         else:
             log.error(
                 "%s: unexpected %s (set %s=1 for a traceback)", prog, type(exc).__name__, DEBUG_ENV
@@ -202,9 +232,34 @@ def _run(
         message = f"internal error ({type(exc).__name__}); set {DEBUG_ENV}=1 for details"
         emit({"success": False, "error": {"type": "internal_error", "message": message}})
         return EXIT_INTERNAL
-    result.pop("success", None)
+    return emit_result(answer)
+
+
+def _run_here(handler: Handler, payload: Any, *, in_process: bool) -> dict[str, Any]:
+    """Load the settings and run the handler in this process."""
+    from ai_local_core.config import load_settings
+
+    settings = load_settings()
+    setup_logging(_log_level(settings.log_level))
+    if in_process and settings.api.url:
+        # The fast lane found the server unusable: run as if api.url were unset.
+        api = settings.api.model_copy(update={"url": None})
+        settings = settings.model_copy(update={"api": api})
+    return dict(handler(payload, settings))
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc(file=sys.stderr)
+
+
+def emit_result(result: Mapping[str, Any]) -> int:
+    """Print a success object (``success`` first, the handler's keys after); the exit status."""
+    body = dict(result)
+    body.pop("success", None)
     try:
-        emit({"success": True, **result})
+        emit({"success": True, **body})
     except (TypeError, ValueError) as exc:  # a handler returned something not JSON-able
         message = f"internal error (unserialisable result: {type(exc).__name__})"
         emit({"success": False, "error": {"type": "internal_error", "message": message}})

@@ -34,7 +34,6 @@ class ImageFetchFailed(AiLocalCoreError):
     """
 
     error_type = "image_fetch_failed"
-    exit_code = 22
     http_status = 502
 
     def __init__(self, message: str, *, status: int | None = None) -> None:

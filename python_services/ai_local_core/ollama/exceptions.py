@@ -6,8 +6,8 @@ status when there was one; ``retryable`` says whether the client may repeat the
 request (connection errors and 429/502/503/504 only); ``attempts`` is how many
 times the request was sent before giving up.
 
-Exit codes (CLI) and HTTP statuses (API server) are documented in
-``docs/cli-contract.md``.
+Exit codes (CLI; from :mod:`ai_local_core.exit_codes`) and HTTP statuses (API
+server) are documented in ``docs/cli-contract.md``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ class OllamaError(AiLocalCoreError):
     """Ollama (or the gateway in front of it) failed to answer the request."""
 
     error_type = "ollama_error"
-    exit_code = 10
     http_status = 502
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
@@ -61,7 +60,6 @@ class ModelNotFound(OllamaError):
     """The model is not present on the Ollama server (pull it first)."""
 
     error_type = "model_not_found"
-    exit_code = 11
     http_status = 404
 
 
@@ -69,7 +67,6 @@ class ServerBusy(OllamaError):
     """Ollama's queue is full (503) or the gateway rate-limits us (429)."""
 
     error_type = "server_busy"
-    exit_code = 12
     http_status = 503
 
 
@@ -81,7 +78,6 @@ class AuthError(OllamaError):
     """
 
     error_type = "auth_error"
-    exit_code = 13
     http_status = 502
 
 
@@ -89,7 +85,6 @@ class ConnectionFailed(OllamaError):
     """No connection to Ollama, or it broke before the answer was complete."""
 
     error_type = "connection_failed"
-    exit_code = 14
     http_status = 502
 
 
@@ -97,7 +92,6 @@ class Timeout(OllamaError):
     """Ollama did not answer within the configured read/write timeout."""
 
     error_type = "timeout"
-    exit_code = 15
     http_status = 504
 
 
@@ -105,7 +99,6 @@ class InvalidResponse(OllamaError):
     """Ollama answered something that is not the documented protocol."""
 
     error_type = "invalid_response"
-    exit_code = 16
     http_status = 502
 
 
