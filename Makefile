@@ -91,6 +91,10 @@ test: venv ## Everything CI runs: lint + Python tests + every Molecule scenario 
 	echo -e "test stages:$$summary"; \
 	if [ -n "$$failed" ]; then echo "failed stages:$$failed"; exit 1; fi
 
+.PHONY: demo-local
+demo-local: venv ## Demo the Python services on this machine (Ollama stand-in + API server, loopback)
+	$(BIN)/python -m tests.demo_local
+
 .PHONY: clean
 clean: ## Remove caches and build outputs (keeps .venv and the image cache)
 	rm -rf .cache build dist .pytest_cache .mypy_cache .ruff_cache
