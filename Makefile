@@ -64,12 +64,12 @@ images: ## Build (cached) the Debian 12/13 systemd test-host images for podman
 	$(BIN)/python molecule/images/build
 
 .PHONY: lint
-lint: venv ## ansible-lint (production), yamllint, ruff, mypy
-	$(BIN)/yamllint --strict .
-	$(BIN)/ansible-lint
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+lint: venv ## ansible-lint (production), yamllint, ruff, mypy: all run, any failure fails
+	@failed=""; \
+	for cmd in "yamllint --strict ." "ansible-lint" "ruff check ." "ruff format --check ." "mypy"; do \
+	  echo "--- $$cmd"; $(BIN)/$$cmd || failed="$$failed [$$cmd]"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "lint failed:$$failed"; exit 1; fi
 
 .PHONY: unit
 unit: venv ## Python unit and integration tests (pytest, loopback only)
