@@ -493,6 +493,8 @@ def _local_ips() -> set[str]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Real Ollama (Go net/http) sets TCP_NODELAY; without it keep-alive replies wait ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "ollama-standin"
 
     # ------------------------------------------------------------------ plumbing
