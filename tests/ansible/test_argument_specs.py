@@ -36,6 +36,13 @@ BAD = [
     for role, data in CASES.items()
     for case in data.get("bad", [])
 ]
+# Formats a type cannot express (versions, checksums, durations): the spec passes them and the
+# role's own validation task, run right after it and before any change, stops the play.
+BAD_AFTER_SPEC = [
+    pytest.param(role, case["vars"], case["expect"], id=f"{role}-{'-'.join(case['vars'])}")
+    for role, data in CASES.items()
+    for case in data.get("bad_after_spec", [])
+]
 UNKNOWN = [(role, name) for role, data in CASES.items() for name in data.get("unknown", [])]
 
 
@@ -93,6 +100,20 @@ def test_bad_variable_stops_before_any_task(
     assert (recap.failed, recap.ok, recap.changed) == (1, 0, 0), out[-3000:]
     assert "Validating arguments against arg spec" in out
     assert out.count("TASK [") == 1, out
+
+
+@pytest.mark.parametrize(("role", "variables", "fragments"), BAD_AFTER_SPEC)
+def test_bad_format_stops_before_any_change(
+    tmp_path: Path, role: str, variables: dict[str, Any], fragments: list[str]
+) -> None:
+    res = run_role(tmp_path, role, variables)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    for fragment in fragments:
+        assert fragment in out, f"{fragment!r} missing from:\n{out[-3000:]}"
+    recap = parse_recap(out)["localhost"]
+    assert recap.failed == 1 and recap.changed == 0, out[-3000:]
+    assert "Validating arguments against arg spec" in out
 
 
 @pytest.mark.parametrize(("role", "name"), UNKNOWN)
