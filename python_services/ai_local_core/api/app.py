@@ -57,6 +57,24 @@ def _ok(result: dict[str, Any]) -> Response:
     return jsonify({"success": True, **result})
 
 
+#: A body over the cap is still read (and dropped) up to this size before the 413 goes out:
+#: a server that answers and closes while the client is still sending makes the client see a
+#: broken pipe instead of the JSON error.
+_DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+def _drain_request_body(limit: int = _DRAIN_LIMIT) -> None:
+    stream = request.environ.get("wsgi.input")
+    remaining = request.content_length or 0
+    if stream is None or remaining > limit:
+        return
+    while remaining > 0:
+        chunk = stream.read(min(65536, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+
+
 def _json_object() -> dict[str, Any]:
     """The request body as a JSON object, or :class:`InvalidInput`."""
     raw = request.get_data(cache=False)  # honours MAX_CONTENT_LENGTH (413)
@@ -111,6 +129,8 @@ def create_app(
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
+        if status == 413:
+            _drain_request_body()
         response = _error(
             _HTTP_ERROR_TYPES.get(status, "http_error"), exc.description or exc.name, status
         )
