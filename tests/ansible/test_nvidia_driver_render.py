@@ -1,0 +1,391 @@
+"""Role `nvidia_driver` for hosts that are not here: Ubuntu 22.04/24.04 (and Debian 12/13).
+
+No Ubuntu test host exists, so the Ubuntu paths are checked through the role's `render` entry point
+(tasks_from: render): one ansible-playbook run over an inventory of fake hosts, each carrying the
+facts of one platform and one set of role variables, renders the files the role would write and
+its package selection into a temporary directory per host. The entry point only computes and
+templates into that directory; test_render_entry_point_is_pure keeps it that way, so this test
+can never modify the machine it runs on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.molecule_support import PlaybookRun, parse_recap
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ROLE = REPO / "roles" / "nvidia_driver"
+
+UBUNTU_22 = {
+    "ansible_distribution": "Ubuntu",
+    "ansible_distribution_major_version": "22",
+    "ansible_distribution_release": "jammy",
+    "ansible_kernel": "5.15.0-119-generic",
+    "ansible_architecture": "x86_64",
+}
+UBUNTU_24 = {
+    "ansible_distribution": "Ubuntu",
+    "ansible_distribution_major_version": "24",
+    "ansible_distribution_release": "noble",
+    "ansible_kernel": "6.8.0-45-generic",
+    "ansible_architecture": "x86_64",
+}
+DEBIAN_12 = {
+    "ansible_distribution": "Debian",
+    "ansible_distribution_major_version": "12",
+    "ansible_distribution_release": "bookworm",
+    "ansible_kernel": "6.1.0-28-amd64",
+    "ansible_architecture": "x86_64",
+}
+DEBIAN_13 = {
+    "ansible_distribution": "Debian",
+    "ansible_distribution_major_version": "13",
+    "ansible_distribution_release": "trixie",
+    "ansible_kernel": "6.12.48+deb13-cloud-amd64",
+    "ansible_architecture": "x86_64",
+}
+RTX_3060 = [{"pci_slot": "0000:01:00.0", "pci_id": "10de:2504", "name": "GeForce RTX 3060"}]
+
+# host name -> facts + role variables
+CASES: dict[str, dict[str, Any]] = {
+    "jammy-distro": {**UBUNTU_22},
+    "noble-distro-full-open": {
+        **UBUNTU_24,
+        "nvidia_driver_branch": "580",
+        "nvidia_driver_flavor": "full",
+        "nvidia_driver_open_kernel_modules": True,
+        "nvidia_driver_cuda_toolkit_install": True,
+        "nvidia_driver_power_limit_watts": 150,
+        "nvidia_driver_detected_gpus_override": RTX_3060,
+    },
+    "jammy-cuda": {
+        **UBUNTU_22,
+        "nvidia_driver_source": "cuda_repo",
+        "nvidia_driver_branch": 550,
+        "nvidia_driver_cuda_toolkit_install": True,
+        "nvidia_driver_cuda_toolkit_version": "12.6",
+    },
+    "noble-cuda-arm": {
+        **UBUNTU_24,
+        "ansible_architecture": "aarch64",
+        "ansible_kernel": "6.8.0-1010-nvidia-64k",
+        "nvidia_driver_source": "cuda_repo",
+        "nvidia_driver_flavor": "full",
+        "nvidia_driver_open_kernel_modules": True,
+        "nvidia_driver_cuda_repo_url": "https://mirror.example.internal/cuda/repos/",
+    },
+    "bookworm-distro": {**DEBIAN_12},
+    "trixie-minimal": {
+        **DEBIAN_13,
+        "nvidia_driver_hold_packages": False,
+        "nvidia_driver_blacklist_nouveau": False,
+        "nvidia_driver_boot_modules": [],
+        "nvidia_driver_persistence_mode": False,
+        "nvidia_driver_open_kernel_modules": True,
+    },
+    "debian-cuda-refused": {**DEBIAN_13, "nvidia_driver_source": "cuda_repo"},
+    "focal-refused": {
+        **UBUNTU_22,
+        "ansible_distribution_major_version": "20",
+        "ansible_distribution_release": "focal",
+    },
+    "negative-power-refused": {**UBUNTU_24, "nvidia_driver_power_limit_watts": -5},
+}
+REFUSED = {
+    "debian-cuda-refused": "nvidia_driver_source cuda_repo is not supported on Debian",
+    "focal-refused": "supports Ubuntu 22.04/24.04 and Debian 12/13; focal-refused runs Ubuntu 20",
+    "negative-power-refused": "nvidia_driver_power_limit_watts must be >= 0",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlaybookRun]:
+    root = tmp_path_factory.mktemp("nvidia-render")
+    inventory: dict[str, Any] = {"all": {"hosts": {}}}
+    for name, variables in CASES.items():
+        inventory["all"]["hosts"][name] = {
+            **variables,
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "nvidia_driver_render_dir": str(root / name),
+        }
+    (root / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (root / "play.yml").write_text(
+        textwrap.dedent(
+            """\
+            - name: Render the nvidia_driver role for hosts that are not here
+              hosts: all
+              gather_facts: false
+              tasks:
+                - name: Render
+                  ansible.builtin.include_role:
+                    name: nvidia_driver
+                    tasks_from: render
+            """
+        )
+    )
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_CACHE_PLUGIN="memory",
+        ANSIBLE_BECOME="false",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(root / "inventory.yml"), str(root / "play.yml")]
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, cwd=root, timeout=600, check=False
+    )
+    output = res.stdout + res.stderr
+    return root, PlaybookRun(res.returncode, output, parse_recap(output))
+
+
+def selection(rendered: tuple[Path, PlaybookRun], host: str) -> dict[str, Any]:
+    root, run = rendered
+    recap = run.recaps.get(host)
+    assert recap is not None and recap.failed == 0, run.output[-4000:]
+    data: dict[str, Any] = yaml.safe_load((root / host / "selection.yml").read_text())
+    return data
+
+
+def rendered_file(rendered: tuple[Path, PlaybookRun], host: str, path: str) -> str:
+    return (rendered[0] / host / path.lstrip("/")).read_text()
+
+
+def test_ubuntu_2204_server_packages(rendered: tuple[Path, PlaybookRun]) -> None:
+    sel = selection(rendered, "jammy-distro")
+    assert sel["packages"] == [
+        "nvidia-headless-570-server",
+        "nvidia-dkms-570-server",
+        "dkms",
+        "linux-headers-5.15.0-119-generic",
+        "nvidia-utils-570-server",
+        "libnvidia-compute-570-server",
+        "nvidia-compute-utils-570-server",
+    ]
+    assert sel["packages_userspace"] == [
+        "nvidia-utils-570-server",
+        "libnvidia-compute-570-server",
+        "nvidia-compute-utils-570-server",
+    ]
+    # Canonical's drivers live in restricted; the role only checks Ubuntu's sources.
+    assert (sel["components"], sel["components_edited"]) == (["restricted"], False)
+    assert sel["cuda_repo"] == {} and sel["cuda_keyring"] == ""
+    assert sel["files"] == [
+        "/etc/modprobe.d/ai-local-core-blacklist-nouveau.conf",
+        "/etc/modules-load.d/ai-local-core-nvidia.conf",
+        "/etc/systemd/system/nvidia-persistenced.service.d/50-ai-local-core.conf",
+        "/etc/apt/apt.conf.d/53ai-local-core-nvidia",
+    ]
+    dropin = rendered_file(
+        rendered,
+        "jammy-distro",
+        "/etc/systemd/system/nvidia-persistenced.service.d/50-ai-local-core.conf",
+    )
+    assert (
+        "ExecStart=\nExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced "
+        "--persistence-mode --verbose\n" in dropin
+    )
+
+
+def test_ubuntu_2404_full_open_branch_with_toolkit_and_power_limit(
+    rendered: tuple[Path, PlaybookRun],
+) -> None:
+    sel = selection(rendered, "noble-distro-full-open")
+    assert sel["packages_module"] == [
+        "nvidia-driver-580-server-open",
+        "nvidia-dkms-580-server-open",
+        "dkms",
+        "linux-headers-6.8.0-45-generic",
+    ]
+    # The utilities have no -open variant.
+    assert "nvidia-utils-580-server" in sel["packages_userspace"]
+    # The distribution's toolkit is in multiverse.
+    assert sel["packages_toolkit"] == ["nvidia-cuda-toolkit"]
+    assert sel["components"] == ["restricted", "multiverse"]
+    unit = rendered_file(
+        rendered,
+        "noble-distro-full-open",
+        "/etc/systemd/system/ai-local-core-nvidia-power-limit.service",
+    )
+    assert "ExecStart=/usr/bin/nvidia-smi --power-limit=150\n" in unit
+    assert "ConditionPathExists=/proc/driver/nvidia/version" in unit
+    assert "WantedBy=multi-user.target" in unit
+    profile = rendered_file(
+        rendered, "noble-distro-full-open", "/etc/profile.d/ai-local-core-cuda.sh"
+    )
+    assert "CUDA_HOME=/usr/lib/nvidia-cuda-toolkit\n" in profile
+
+
+def test_ubuntu_2204_cuda_repository(rendered: tuple[Path, PlaybookRun]) -> None:
+    host = "jammy-cuda"
+    sel = selection(rendered, host)
+    # A YAML integer branch works like the string.
+    assert sel["packages"] == [
+        "nvidia-headless-550",
+        "nvidia-dkms-550",
+        "dkms",
+        "linux-headers-5.15.0-119-generic",
+        "nvidia-utils-550",
+        "libnvidia-compute-550",
+        "nvidia-compute-utils-550",
+        "cuda-toolkit-12-6",
+    ]
+    base = "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2204/x86_64/"
+    assert sel["cuda_repo"] == {
+        "url": base,
+        "key_url": base + "3bf863cc.pub",
+        "origin": "developer.download.nvidia.com",
+    }
+    sources = rendered_file(rendered, host, "/etc/apt/sources.list.d/ai-local-core-cuda.sources")
+    stanza = [line for line in sources.splitlines() if line and not line.startswith("#")]
+    assert stanza == [
+        "Types: deb",
+        f"URIs: {base}",
+        "Suites: /",
+        "Signed-By: /etc/apt/keyrings/ai-local-core-cuda.asc",
+    ]
+    pin = rendered_file(rendered, host, "/etc/apt/preferences.d/ai-local-core-cuda")
+    assert "Pin: origin developer.download.nvidia.com\nPin-Priority: 600" in pin
+    assert "Pin: version 550.*\nPin-Priority: 700" in pin
+    profile = rendered_file(rendered, host, "/etc/profile.d/ai-local-core-cuda.sh")
+    assert "CUDA_HOME=/usr/local/cuda-12.6\n" in profile
+
+
+def test_ubuntu_2404_cuda_repository_on_arm_through_a_mirror(
+    rendered: tuple[Path, PlaybookRun],
+) -> None:
+    host = "noble-cuda-arm"
+    sel = selection(rendered, host)
+    assert sel["packages_module"][:2] == ["nvidia-driver-570-open", "nvidia-dkms-570-open"]
+    assert sel["packages_toolkit"] == []
+    url = "https://mirror.example.internal/cuda/repos/ubuntu2404/sbsa/"
+    assert sel["cuda_repo"]["url"] == url
+    pin = rendered_file(rendered, host, "/etc/apt/preferences.d/ai-local-core-cuda")
+    assert "Pin: origin mirror.example.internal\n" in pin
+    assert not (rendered[0] / host / "etc/profile.d").exists()
+
+
+def test_debian_12_selection(rendered: tuple[Path, PlaybookRun]) -> None:
+    sel = selection(rendered, "bookworm-distro")
+    assert sel["packages"] == [
+        "nvidia-kernel-dkms",
+        "firmware-nvidia-gsp",
+        "dkms",
+        "linux-headers-amd64",
+        "linux-headers-6.1.0-28-amd64",
+        "nvidia-smi",
+        "libcuda1",
+        "nvidia-persistenced",
+        "libnvidia-cfg1",
+    ]
+    assert sel["components"] == ["contrib", "non-free", "non-free-firmware"]
+    assert sel["components_edited"] is True
+    assert sel["sources_files"] == [
+        "/etc/apt/sources.list",
+        "/etc/apt/sources.list.d/debian.sources",
+    ]
+    dropin = rendered_file(
+        rendered,
+        "bookworm-distro",
+        "/etc/systemd/system/nvidia-persistenced.service.d/50-ai-local-core.conf",
+    )
+    assert "--user nvpd --persistence-mode" in dropin
+
+
+def test_debian_13_with_every_option_off(rendered: tuple[Path, PlaybookRun]) -> None:
+    sel = selection(rendered, "trixie-minimal")
+    # Debian 13 kernel names: 6.12.48+deb13-cloud-amd64 -> the cloud flavour's headers metapackage.
+    assert sel["packages_module"] == [
+        "nvidia-open-kernel-dkms",
+        "firmware-nvidia-gsp",
+        "dkms",
+        "linux-headers-cloud-amd64",
+        "linux-headers-6.12.48+deb13-cloud-amd64",
+    ]
+    assert sel["hold_patterns"] == []
+    assert sel["files"] == []
+
+
+@pytest.mark.parametrize(("host", "message"), sorted(REFUSED.items()))
+def test_unsupported_input_is_refused(
+    rendered: tuple[Path, PlaybookRun], host: str, message: str
+) -> None:
+    root, run = rendered
+    assert run.recaps[host].failed == 1
+    assert message in " ".join(run.output.split())
+    assert not (root / host / "selection.yml").exists()
+
+
+def test_unattended_upgrades_fragment_is_valid_apt_configuration(
+    rendered: tuple[Path, PlaybookRun],
+) -> None:
+    path = rendered[0] / "jammy-distro" / "etc/apt/apt.conf.d/53ai-local-core-nvidia"
+    if shutil.which("apt-config") is None:
+        pytest.skip("apt-config is not installed here")
+    res = subprocess.run(
+        ["apt-config", "-c", str(path), "dump", "Unattended-Upgrade::Package-Blacklist"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    for pattern in ("^nvidia-", "^libnvidia-", "^libcuda", "^cuda-"):
+        assert f'Unattended-Upgrade::Package-Blacklist:: "{pattern}";' in res.stdout
+
+
+def test_only_the_render_directories_were_written(rendered: tuple[Path, PlaybookRun]) -> None:
+    root = rendered[0]
+    names = {p.name for p in root.iterdir()}
+    assert names == {"inventory.yml", "play.yml", *(set(CASES) - set(REFUSED))}, names
+    for host in set(CASES) - set(REFUSED):
+        for path in (root / host).rglob("*"):
+            assert path.is_dir() or path.name == "selection.yml" or "/etc/" in str(path)
+
+
+# Task modules the render entry point may use: none of them can touch anything but the render
+# directory (file/template/copy only ever get paths under nvidia_driver_render_dir there).
+PURE = {
+    "ansible.builtin.assert",
+    "ansible.builtin.set_fact",
+    "ansible.builtin.debug",
+    "ansible.builtin.import_tasks",
+}
+RENDER_WRITES = {"ansible.builtin.file", "ansible.builtin.template", "ansible.builtin.copy"}
+
+
+def modules(tasks_file: Path) -> list[tuple[str, dict[str, Any]]]:
+    tasks = yaml.safe_load(tasks_file.read_text())
+    found = []
+    for task in tasks:
+        names = [k for k in task if k.startswith("ansible.")]
+        assert len(names) == 1, task
+        found.append((names[0], task))
+    return found
+
+
+def test_render_entry_point_is_pure() -> None:
+    for name in ("validate.yml", "select.yml"):
+        used = {module for module, _ in modules(ROLE / "tasks" / name)}
+        assert used <= PURE, (name, used - PURE)
+    render = modules(ROLE / "tasks" / "render.yml")
+    imports = [t[module] for module, t in render if module == "ansible.builtin.import_tasks"]
+    assert imports == ["validate.yml", "select.yml"]
+    for module, task in render:
+        assert module in PURE | RENDER_WRITES, module
+        if module in RENDER_WRITES:
+            args = task[module]
+            target = args.get("dest", args.get("path"))
+            assert target.startswith("{{ nvidia_driver_render_dir }}"), task
