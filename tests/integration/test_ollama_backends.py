@@ -21,7 +21,6 @@ from tests.fixtures.ollama import OllamaStandIn
 from tests.image_samples import gif_bytes, jpeg_bytes
 
 pytestmark = pytest.mark.integration
-pytest.importorskip("PIL", reason="image decoding needs Pillow (the 'vision' extra)")
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ai_local_core.cli import complete as complete_cli
 from ai_local_core.cli import describe as describe_cli
 from ai_local_core.cli import fast_lane
 from ai_local_core.cli import translate as translate_cli
@@ -41,6 +42,16 @@ OK_TRANSLATION = {
     "backend": "ollama",
     "model": "llama3.1:8b",
     "duration_ms": 3,
+}
+OK_COMPLETION = {
+    "success": True,
+    "content": "Hi there",
+    "model": "llama3.1:8b",
+    "provider": "ollama",
+    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    "duration_ms": 4,
+    "tokens_per_second": 50.0,
+    "done_reason": "stop",
 }
 OK_DESCRIPTION = {
     "success": True,
@@ -95,6 +106,8 @@ ROUTE_MESSAGES = {
 ROUTES: dict[str, Handler] = {
     "/ok/v1/translate": _recorder(seen_bodies, _json(200, OK_TRANSLATION)),
     "/ok/v1/describe": _recorder(seen_bodies, _json(200, OK_DESCRIPTION)),
+    "/ok/v1/complete": _recorder(seen_bodies, _json(200, OK_COMPLETION)),
+    "/model/v1/complete": _error(404, "model_not_found", ROUTE_MESSAGES["/model"]),
     "/lang/v1/translate": _error(400, "unsupported_language", ROUTE_MESSAGES["/lang"]),
     "/busy/v1/translate": _error(503, "service_busy", ROUTE_MESSAGES["/busy"]),
     "/model/v1/translate": _error(404, "model_not_found", ROUTE_MESSAGES["/model"]),
@@ -177,6 +190,51 @@ def test_translate_success_comes_from_the_server(
     assert seen_bodies == [{"text": "Hello world", "target": "de"}]
     assert api.seen[-1].headers["content-type"] == "application/json"
     assert translate_here.api_urls == []  # nothing ran here
+
+
+def test_complete_success_comes_from_the_server(
+    api: LoopbackServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ran_here: list[Any] = []
+
+    def here(payload: Any, settings: Settings) -> dict[str, Any]:
+        ran_here.append(payload)
+        return {}
+
+    monkeypatch.setattr(complete_cli, "complete", here)
+    use_api(monkeypatch, api.url("/ok"))
+    request = {"user": "Hello", "temperature": 0.2}
+    code, out, _, _ = run(complete_cli.main, [json.dumps(request)], capsys)
+    assert (code, out) == (0, OK_COMPLETION)
+    assert seen_bodies == [request]
+    assert ran_here == []  # the warm server did the work
+
+
+def test_complete_server_error_keeps_type_and_exit_code(
+    api: LoopbackServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_api(monkeypatch, api.url("/model"))
+    code, out, _, _ = run(complete_cli.main, ['{"user": "Hi", "model": "x"}'], capsys)
+    assert code == 11
+    assert out["error"] == {"type": "model_not_found", "message": ROUTE_MESSAGES["/model"]}
+
+
+def test_complete_runs_in_process_when_nothing_listens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran_here: list[str | None] = []
+
+    def here(payload: Any, settings: Settings) -> dict[str, Any]:
+        ran_here.append(settings.api.url)
+        return {"content": "local"}
+
+    monkeypatch.setattr(complete_cli, "complete", here)
+    use_api(monkeypatch, f"http://127.0.0.1:{free_port()}")
+    code, out, _, _ = run(complete_cli.main, ['{"user": "Hi"}'], capsys)
+    assert (code, out) == (0, {"success": True, "content": "local"})
+    assert ran_here == [None]  # api.url cleared: the server is not tried twice
 
 
 def test_describe_sends_a_local_file_base64(

@@ -8,9 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("PIL", reason="image decoding needs Pillow (the 'vision' extra)")
-
 from ai_local_core.errors import AiLocalCoreError, InvalidInput
 from ai_local_core.image.errors import (
     ImageFetchFailed,

@@ -9,8 +9,10 @@ Input keys: ``user``, ``system``, ``messages`` (a chat list instead of
 user/system), ``model`` (a name or an alias from ``config/models.yaml``),
 ``temperature`` (0..2), ``max_tokens``, ``top_p`` (0..1], ``stop`` (a string or a
 list), ``timeout`` (seconds), ``stream`` (false; true streams from Ollama, which
-keeps tunnels alive, and still prints one object). Output and exit codes:
-``docs/cli-contract.md``.
+keeps tunnels alive, and still prints one object). When ``api.url`` points at a
+running API server, the request goes to its ``/v1/complete`` (the warm path, through
+the fast lane: :mod:`ai_local_core.cli.fast_lane`); when it does not answer, the
+completion runs in-process. Output and exit codes: ``docs/cli-contract.md``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ai_local_core.cli._common import run_cli, validate_input
+from ai_local_core.cli.fast_lane import WarmRoute
 from ai_local_core.config import Settings
 from ai_local_core.ollama import ChatMessage, ChatResponse, OllamaClient
 
-__all__ = ["CompleteRequest", "InputMessage", "complete", "main"]
+__all__ = ["WARM_ROUTE", "CompleteRequest", "InputMessage", "complete", "complete_command", "main"]
+
+#: The payload goes to the server as it is; the server validates it like the handler.
+WARM_ROUTE = WarmRoute("/v1/complete")
 
 MAX_STOP_SEQUENCES = 16
 
@@ -149,9 +155,25 @@ def complete(payload: Any, settings: Settings) -> dict[str, Any]:
     }
 
 
+def complete_command(payload: Any, settings: Settings) -> dict[str, Any]:
+    """The ``ai-complete`` CLI handler: warm API server if configured and up, else in-process.
+
+    The API server itself calls :func:`complete` (never this function), so a server whose
+    own configuration names ``api.url`` does not call itself.
+    """
+    request = validate_input(CompleteRequest, payload)
+    if settings.api.url:
+        from ai_local_core.api.remote import call_api
+
+        answer = call_api(settings, "/v1/complete", request.model_dump(exclude_none=True))
+        if answer is not None:
+            return answer
+    return complete(payload, settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``ai-complete``; returns the exit status."""
-    return run_cli(complete, argv=argv, prog="ai-complete")
+    return run_cli(complete_command, argv=argv, prog="ai-complete", warm=WARM_ROUTE)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ and a redirect limit. The bytes are then decoded with Pillow, restricted to
 common raster formats, and rejected when the pixel count exceeds the cap (a
 decompression bomb) before any pixel data is decoded.
 
-Pillow is imported lazily: it belongs to the optional ``vision`` extra.
+Pillow (a core dependency) is imported lazily, so a CLI that never decodes an image
+never pays for the import.
 """
 
 from __future__ import annotations
@@ -219,8 +220,8 @@ def decode_image(data: bytes, limits: ImageLimits) -> LoadedImage:
         from PIL import UnidentifiedImageError
     except ImportError:
         raise BackendUnavailable(
-            "Pillow is not installed: install the 'vision' extra "
-            "(pip install 'ai-local-core[vision]')"
+            "Pillow is not installed: reinstall the package with its dependencies "
+            "(pip install ai-local-core)"
         ) from None
     if not data:
         raise NotAnImage("the image is empty (0 bytes)")
