@@ -1,0 +1,132 @@
+"""Settings of the exporter and the health check: one YAML file plus the webhook secret.
+
+The file (``/etc/ai-local-core/monitoring.yaml`` by default, written by role
+``monitoring``; another path with ``--config`` or ``AI_LOCAL_CORE_MONITORING_CONFIG``)
+holds only non-secret values. The webhook URL is a credential (whoever knows it
+can post to the channel), so it never sits in that file nor on a command line: it
+comes from the environment variable ``AI_LOCAL_CORE_MONITORING_WEBHOOK_URL``,
+which the systemd unit loads from a 0640 ``EnvironmentFile``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from ai_local_core.errors import ConfigError
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "DEFAULT_UNITS",
+    "WEBHOOK_ENV",
+    "MonitoringSettings",
+    "load_settings",
+    "webhook_url_from_env",
+]
+
+DEFAULT_CONFIG_PATH: Final = Path("/etc/ai-local-core/monitoring.yaml")
+CONFIG_ENV: Final = "AI_LOCAL_CORE_MONITORING_CONFIG"
+WEBHOOK_ENV: Final = "AI_LOCAL_CORE_MONITORING_WEBHOOK_URL"
+DEFAULT_UNITS: Final = (
+    "ollama.service",
+    "ai-local-core-api.service",
+    "nginx.service",
+    "ai-local-core-exporter.service",
+    "prometheus-node-exporter.service",
+)
+
+
+def _http_url(value: str) -> str:
+    if value == "":
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class MonitoringSettings(BaseModel):
+    """Everything the exporter and the health check read; every field has a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Exporter
+    listen_address: str = "127.0.0.1"
+    listen_port: int = Field(default=9101, ge=1, le=65535)
+    # Probes
+    ollama_url: str = "http://127.0.0.1:11434"
+    gateway_health_url: str = "http://127.0.0.1:8080/healthz"
+    api_health_url: str = "http://127.0.0.1:8000/health"
+    gateway_access_log: Path | None = Path("/var/log/nginx/ai-local-core/access.log")
+    http_timeout: float = Field(default=5.0, gt=0, le=120)
+    # Health check
+    gpu_expected: bool = False
+    models_dir: Path = Path("/usr/share/ollama/.ollama/models")
+    disk_min_free_gib: float = Field(default=20.0, ge=0)
+    vram_max_percent: float = Field(default=95.0, gt=0, le=100)
+    units: list[str] = Field(default_factory=lambda: list(DEFAULT_UNITS))
+    state_file: Path = Path("/var/lib/ai-local-core/monitoring/healthcheck-state.json")
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    host_label: str = ""
+
+    @field_validator("ollama_url", "gateway_health_url", "api_health_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("units")
+    @classmethod
+    def _check_units(cls, value: list[str]) -> list[str]:
+        for unit in value:
+            if not unit or unit.startswith("-") or any(c.isspace() for c in unit):
+                raise ValueError(f"not a systemd unit name: {unit!r}")
+        return value
+
+
+def load_settings(path: Path | None = None) -> MonitoringSettings:
+    """Read and validate the settings file; a missing default file means all defaults."""
+    explicit = path is not None or CONFIG_ENV in os.environ
+    target = path or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"monitoring settings file not found: {target}") from None
+        return MonitoringSettings()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {target}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{target} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{target} must hold a mapping of settings")
+    try:
+        return MonitoringSettings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid monitoring settings in {target}: {problems}") from None
+
+
+def webhook_url_from_env() -> SecretStr | None:
+    """The webhook URL from the environment, checked; None when unset or empty."""
+    raw = os.environ.get(WEBHOOK_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        _http_url(raw)
+    except ValueError:
+        # Never echo the value: it is a credential.
+        raise ConfigError(f"{WEBHOOK_ENV} must be an http:// or https:// URL") from None
+    return SecretStr(raw)

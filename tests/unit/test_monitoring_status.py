@@ -1,0 +1,181 @@
+"""The table of playbooks/status.yml: parsing of the raw facts and the table's content."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from ai_local_core.monitoring.status import (
+    build_status,
+    parse_nvidia_smi,
+    parse_units,
+    render_status,
+)
+
+UNITS = "\n\n".join(
+    [
+        "Id=ollama.service\nLoadState=loaded\nActiveState=active\nSubState=running",
+        "Id=ai-local-core-api.service\nLoadState=loaded\nActiveState=failed\nSubState=failed",
+        "Id=nginx.service\nLoadState=loaded\nActiveState=active\nSubState=running",
+        "Id=ai-local-core-exporter.service\nLoadState=loaded\nActiveState=active\nSubState=running",
+        "Id=prometheus-node-exporter.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead",
+        "Id=ai-local-core-healthcheck.timer\nLoadState=loaded\nActiveState=active\nSubState=waiting",
+        "Id=cloudflared-quick.service\nLoadState=loaded\nActiveState=active\nSubState=running",
+        "Id=tailscaled.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead",
+    ]
+)
+SMI = (
+    "0, NVIDIA GeForce RTX 3060, 570.86.15, 37, 6144, 12288, 61, 95.50, 170.00\n"
+    "1, NVIDIA GeForce RTX 3060, 570.86.15, [N/A], 10, 12288, 30, [Not Supported], 170.00\n"
+)
+
+
+def raw(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "host": "llm-node",
+        "os": "Ubuntu 24.04",
+        "gpu_pci": True,
+        "nvidia_smi": SMI,
+        "ollama_version": "0.35.1",
+        "ollama_tags": {"models": [{"name": "llama3.1:8b"}, {"name": "llava:7b"}]},
+        "ollama_ps": {
+            "models": [
+                {
+                    "name": "llama3.1:8b",
+                    "size": 6 * 1024**3,
+                    "size_vram": 3 * 1024**3,
+                    "expires_at": "2026-11-24T09:05:00+00:00",
+                }
+            ]
+        },
+        "services_version": "0.1.0",
+        "units": UNITS,
+        "cloudflared_quicktunnel": {"hostname": "four-random-words.trycloudflare.com"},
+        "cloudflared_hostname": "",
+        "tailscale_status": None,
+        "journal": (
+            "-- Journal begins at Mon 2026-11-23 --\n"
+            "2026-11-24T08:01:02+0000 llm-node gunicorn[812]: worker failed to boot\n"
+        ),
+    }
+    data.update(overrides)
+    return data
+
+
+def rows(table: str) -> dict[str, list[str]]:
+    """Table lines grouped by label (continuation lines join the label above)."""
+    grouped: dict[str, list[str]] = {}
+    label = ""
+    for line in table.splitlines():
+        head, value = line[:10].strip(), line[12:]
+        label = head or label
+        grouped.setdefault(label, []).append(value)
+    return grouped
+
+
+def test_full_gpu_node_table() -> None:
+    table = render_status(raw())
+    got = rows(table)
+    assert got["host"] == ["llm-node"]
+    assert got["os"] == ["Ubuntu 24.04"]
+    assert got["driver"] == ["570.86.15"]
+    assert got["ollama"] == ["0.35.1"]
+    assert got["services"] == ["0.1.0"]
+    units = " ".join(got["units"])
+    assert "ollama active (running)" in units
+    assert "api failed" in units
+    assert "node-exporter not installed" in units
+    assert "healthcheck-timer active (waiting)" in units
+    assert "cloudflared-quick active (running)" in units
+    assert "tailscaled" not in units  # a tunnel unit that is not installed is not listed
+    assert got["models"] == ["2 present", "llama3.1:8b, llava:7b"]
+    assert got["loaded"] == ["llama3.1:8b (6.0 GiB, 50% VRAM, until 2026-11-24 09:05 UTC)"]
+    assert got["gpu"] == [
+        "0 NVIDIA GeForce RTX 3060: 37% | 6144/12288 MiB | 61 C | 95.50/170.00 W",
+        "1 NVIDIA GeForce RTX 3060: n/a% | 10/12288 MiB | 30 C | n/a/170.00 W",
+    ]
+    assert got["tunnel"] == ["cloudflared quick active (running)"]
+    assert got["public url"] == ["https://four-random-words.trycloudflare.com"]
+    assert got["errors"] == [
+        "2026-11-24T08:01:02+0000 llm-node gunicorn[812]: worker failed to boot"
+    ]
+    assert max(len(line) for line in table.splitlines()) <= 100
+
+
+def test_node_without_gpu_services_or_tunnel() -> None:
+    units = "Id=ollama.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead"
+    got = rows(
+        render_status(
+            raw(
+                gpu_pci=False,
+                nvidia_smi=None,
+                ollama_version=None,
+                ollama_tags=None,
+                ollama_ps=None,
+                services_version=None,
+                units=units,
+                cloudflared_quicktunnel=None,
+                journal="",
+            )
+        )
+    )
+    assert got["driver"] == ["no GPU"] and got["gpu"] == ["no GPU"]
+    assert got["ollama"] == ["not answering"]
+    assert got["services"] == ["not installed"]
+    assert "ollama inactive (dead)" in " ".join(got["units"])
+    assert got["models"] == ["0 present"]
+    assert got["loaded"] == ["none"]
+    assert got["tunnel"] == ["none"] and got["public url"] == ["none"]
+    assert got["errors"] == ["none"]
+
+
+def test_gpu_on_the_bus_without_a_working_driver() -> None:
+    got = rows(render_status(raw(nvidia_smi=None)))
+    assert got["driver"] == ["not loaded"]
+    assert "nvidia-smi does not answer" in got["gpu"][0]
+
+
+def test_tailscale_and_kept_loaded_model() -> None:
+    units = "Id=tailscaled.service\nLoadState=loaded\nActiveState=active\nSubState=running"
+    status = {
+        "BackendState": "Running",
+        "Self": {"DNSName": "llm-node.tail1234.ts.net.", "TailscaleIPs": ["100.101.102.103"]},
+    }
+    ps = {
+        "models": [
+            {
+                "name": "llama3.1:8b",
+                "size": 100,
+                "size_vram": 100,
+                "expires_at": "2318-01-01T00:00:00Z",
+            }
+        ]
+    }
+    got = rows(render_status(raw(units=units, tailscale_status=status, ollama_ps=ps)))
+    assert got["tunnel"] == ["tailscale Running"]
+    assert got["public url"] == ["https://llm-node.tail1234.ts.net (100.101.102.103)"]
+    assert got["loaded"][0].endswith("100% VRAM, kept loaded)")
+
+
+def test_errors_keep_the_last_five_and_cut_long_lines() -> None:
+    journal = "\n".join(f"line {i} " + "x" * (300 if i == 9 else 0) for i in range(10))
+    status = build_status(raw(journal=journal))
+    assert [e.split()[1] for e in status.errors] == ["5", "6", "7", "8", "9"]
+    assert status.errors[-1].endswith("...") and len(status.errors[-1]) == 160
+
+
+def test_parsers_ignore_malformed_input() -> None:
+    assert parse_nvidia_smi("garbage\n\n1,2\n") == []
+    assert parse_units("nothing here") == {}
+    assert render_status([raw(host="a"), raw(host="b")]).count("host") == 2
+
+
+def test_the_ansible_filter_uses_the_package() -> None:
+    path = Path(__file__).resolve().parents[2] / "playbooks/filter_plugins/ai_local_core_status.py"
+    spec = importlib.util.spec_from_file_location("ai_local_core_status_filter", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    filters = module.FilterModule().filters()
+    assert filters["ai_local_core_status_table"](raw()) == render_status(raw())
