@@ -9,8 +9,25 @@ BIN         := $(VENV)/bin
 PIP_EXTRAS  ?= vision
 # Molecule scenarios to run (default: every molecule/*/molecule.yml).
 SCENARIOS   ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+# Operator targets (deploy, check, status, models, rotate, upgrade, tunnel-url, logs, ssh) act on
+# INVENTORY, optionally narrowed with LIMIT (an Ansible host pattern). The sandbox inventory (the
+# `make demo` container) gets the stand-in vars file automatically once `make demo` wrote it.
 INVENTORY   ?= inventories/sandbox/hosts.yml
 LIMIT       ?=
+# Vault password source for production inventories (or export ANSIBLE_VAULT_PASSWORD_FILE).
+VAULT_PASSWORD_FILE ?=
+# Extra ansible-playbook arguments, e.g. ARGS="--tags gateway -v".
+ARGS        ?=
+# make logs: the systemd unit and how many journal lines.
+UNIT        ?= ollama
+LINES       ?= 100
+# make upgrade: the Ollama version to move to (empty: the inventory's ollama_version).
+VERSION     ?=
+SANDBOX_VARS := $(if $(findstring inventories/sandbox,$(INVENTORY)),$(wildcard .cache/sandbox/standins.yml))
+ANSIBLE_OPTS = -i $(INVENTORY) $(if $(LIMIT),--limit '$(LIMIT)') \
+  $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE)) \
+  $(if $(SANDBOX_VARS),-e @$(SANDBOX_VARS))
+PLAYBOOK     = $(BIN)/ansible-playbook $(ANSIBLE_OPTS)
 # Scenarios run side by side (their containers mostly wait on apt and systemd, not on the CPU).
 MOLECULE_JOBS ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -94,6 +111,76 @@ test: venv ## Everything CI runs: lint + Python tests + every Molecule scenario 
 .PHONY: demo-local
 demo-local: venv ## Demo the Python services on this machine (Ollama stand-in + API server, loopback)
 	$(BIN)/python -m tests.demo_local
+
+.PHONY: demo
+demo: venv images ## Sandbox container + site.yml with stand-ins, then a working and a refused request
+	$(BIN)/python -m tests.sandbox.demo up -- $(ARGS)
+
+.PHONY: demo-down
+demo-down: ## Remove the sandbox container and its stand-in files
+	$(BIN)/python -m tests.sandbox.demo down
+
+.PHONY: deploy
+deploy: venv ## Run playbooks/site.yml (INVENTORY=, LIMIT=, ARGS=)
+	$(PLAYBOOK) playbooks/site.yml $(ARGS)
+
+.PHONY: check
+check: venv ## Dry run of site.yml: --check --diff, changes nothing
+	$(PLAYBOOK) playbooks/site.yml --check --diff $(ARGS)
+
+.PHONY: status
+status: venv ## Status table of every layer (playbooks/status.yml)
+	$(PLAYBOOK) playbooks/status.yml $(ARGS)
+
+.PHONY: models
+models: venv ## Pull/remove the declared models only (playbooks/models.yml)
+	$(PLAYBOOK) playbooks/models.yml $(ARGS)
+
+.PHONY: rotate
+rotate: venv ## Apply rotated gateway keys/users and tunnel token from the vault, then test them
+	$(PLAYBOOK) playbooks/rotate-credentials.yml $(ARGS)
+
+.PHONY: upgrade
+upgrade: venv ## Upgrade Ollama (VERSION=X.Y.Z or the inventory's pin), rolls back on failure
+	$(PLAYBOOK) playbooks/upgrade-ollama.yml $(if $(VERSION),-e upgrade_ollama_version=$(VERSION)) $(ARGS)
+
+.PHONY: services
+services: venv ## Redeploy the Python services only (playbooks/services.yml)
+	$(PLAYBOOK) playbooks/services.yml $(ARGS)
+
+.PHONY: tunnel-url
+tunnel-url: venv ## Print the Cloudflare quick-tunnel URL or the Tailscale name of each node
+	$(PLAYBOOK) playbooks/tunnel-url.yml $(ARGS)
+
+.PHONY: logs
+logs: venv ## Journal of one unit on the nodes (UNIT=ollama|ai-local-core-api|nginx|..., LINES=100)
+	$(BIN)/ansible $(if $(LIMIT),'$(LIMIT)',llm_nodes) $(ANSIBLE_OPTS) --become -m ansible.builtin.command \
+	  -a "journalctl --no-pager -o short-iso -n $(LINES) -u $(UNIT)"
+
+.PHONY: ssh
+ssh: venv ## Open a shell on the first host of LIMIT (or of INVENTORY)
+	@host="$$($(BIN)/ansible $(if $(LIMIT),'$(LIMIT)',llm_nodes) -i $(INVENTORY) --list-hosts | sed -n '2{s/^ *//;p}')"; \
+	test -n "$$host" || { echo "no host matches $(if $(LIMIT),$(LIMIT),llm_nodes) in $(INVENTORY)"; exit 1; }; \
+	cmd="$$($(BIN)/ansible-inventory -i $(INVENTORY) $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE)) --host "$$host" | $(BIN)/python -c 'import json, shlex, sys; \
+	v = json.load(sys.stdin); h = v.get("ansible_host", sys.argv[1]); \
+	podman = v.get("ansible_connection", "").endswith("podman"); \
+	ssh = ["ssh"] + (["-p", str(v["ansible_port"])] if "ansible_port" in v else []) \
+	  + (["-i", v["ansible_ssh_private_key_file"]] if "ansible_ssh_private_key_file" in v else []) \
+	  + [(v["ansible_user"] + "@" if "ansible_user" in v else "") + h]; \
+	print(shlex.join(["podman", "exec", "-it", h, "bash", "-l"] if podman else ssh))' "$$host")"; \
+	echo "$$cmd"; exec $$cmd
+
+.PHONY: vm-test
+vm-test: venv ## Debian 12 qemu VM: site.yml over SSH, verify, reboot, verify, re-run with 0 changed
+	$(BIN)/python -m tests.vm.vm_test
+
+.PHONY: bench
+bench: venv ## Benchmarks on loopback (gateway, streaming, rate limit, 200 streams, CLIs) + docs/benchmarks.md
+	@$(BIN)/python -m bench.run; rc=$$?; $(BIN)/python -m bench.report; exit $$rc
+
+.PHONY: bench-report
+bench-report: venv ## Regenerate docs/benchmarks.md and docs/img/bench-*.png from .cache/bench/latest.json
+	$(BIN)/python -m bench.report
 
 .PHONY: clean
 clean: ## Remove caches and build outputs (keeps .venv and the image cache)

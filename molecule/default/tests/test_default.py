@@ -1,0 +1,180 @@
+"""Verify the whole stack (playbooks/site.yml) on the converged container.
+
+Every layer is up, a completion with the sandbox's API key goes through the gateway, a request
+without credentials is refused with 401 JSON, the tunnel (cloudflared stand-in, quick mode)
+delivers to the gateway and never to Ollama, Ollama and the services stay on loopback behind ufw,
+and site.yml in check mode reports 0 changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.molecule_support import assert_check_mode_clean, run_playbook
+
+STANDINS = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "standins"
+GATEWAY = "http://127.0.0.1:8080"
+BODY = "/tmp/default-scenario-body"
+
+
+def _api_key() -> str:
+    data = yaml.safe_load((STANDINS / "standins.yml").read_text(encoding="utf-8"))
+    return str(data["gateway_api_keys"][0]["key"])
+
+
+def http(
+    host: Any, url: str, *, data: dict[str, Any] | None = None, key: str | None = None
+) -> tuple[int, Any]:
+    """(status, JSON body or text) of one request made on the host."""
+    cmd = ["curl", "-sS", "--max-time", "60", "-o", BODY, "-w", "%{http_code}"]
+    if key:
+        cmd += ["-H", f"Authorization: Bearer {key}"]
+    if data is not None:
+        cmd += ["-H", "Content-Type: application/json", "-d", json.dumps(data)]
+    out = host.run(shlex.join([*cmd, url]))
+    assert out.rc == 0, out.stderr
+    body = host.file(BODY).content_string
+    try:
+        return int(out.stdout), json.loads(body)
+    except ValueError:
+        return int(out.stdout), body
+
+
+@pytest.mark.parametrize(
+    "unit", ["ollama", "ai-local-core-api", "nginx", "cloudflared-quick", "ufw"]
+)
+def test_layer_units_running_and_enabled(host: Any, unit: str) -> None:
+    service = host.service(unit)
+    assert service.is_enabled, unit
+    if unit != "ufw":  # a oneshot that loads the rules at boot
+        assert service.is_running, unit
+
+
+REPO = Path(__file__).resolve().parents[3]
+SCENARIO_VARS = yaml.safe_load((REPO / "molecule" / "default" / "molecule.yml").read_text())
+MONITORING = SCENARIO_VARS["provisioner"]["inventory"]["group_vars"]["llm_nodes"].get(
+    "site_monitoring_enabled", True
+)
+
+
+@pytest.mark.skipif(not MONITORING, reason="site_monitoring_enabled is false in molecule.yml")
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "prometheus-node-exporter.service",
+        "ai-local-core-exporter.service",
+        "ai-local-core-healthcheck.timer",
+    ],
+)
+def test_monitoring_units_running_and_enabled(host: Any, unit: str) -> None:
+    service = host.service(unit)
+    assert service.is_enabled, unit
+    assert service.is_running, unit
+
+
+def test_firewall_active_with_ollama_and_services_denied(host: Any) -> None:
+    status = host.run("ufw status verbose")
+    assert status.rc == 0, status.stderr
+    assert "Status: active" in status.stdout
+    assert "Default: deny (incoming)" in status.stdout
+    lines = status.stdout.splitlines()
+    for port in ("11434", "8000"):
+        assert any(line.startswith(f"{port}/tcp") and "DENY" in line for line in lines), port
+    # Cloudflare connects out from the host: the gateway has no allow rule at all.
+    assert not any(line.startswith("8080") and "ALLOW" in line for line in lines), status.stdout
+
+
+def test_ollama_and_services_listen_on_loopback_only(host: Any) -> None:
+    listening = {str(s) for s in host.socket.get_listening_sockets()}
+    for port in (11434, 8000, 8080):
+        ours = [s for s in listening if s.endswith(f":{port}")]
+        assert ours, f"nothing listens on {port}: {listening}"
+        assert all("127.0.0.1" in s for s in ours), ours
+
+
+def test_authenticated_completion_through_the_gateway(host: Any) -> None:
+    status, body = http(
+        host,
+        f"{GATEWAY}/api/generate",
+        data={"model": "llama3.1:8b", "prompt": "hello gateway", "stream": False},
+        key=_api_key(),
+    )
+    assert status == 200, body
+    assert body["response"].startswith("Stand-in reply from llama3.1:8b"), body
+
+
+def test_authenticated_services_api_through_the_gateway(host: Any) -> None:
+    status, body = http(
+        host, f"{GATEWAY}/services/v1/complete", data={"user": "hello services"}, key=_api_key()
+    )
+    assert status == 200, body
+    assert "hello services" in json.dumps(body), body
+
+
+@pytest.mark.parametrize("key", [None, "sandbox-wrong-key-0123456789abcdef0123456789abcdef"])
+def test_unauthenticated_completion_refused_with_json(host: Any, key: str | None) -> None:
+    status, body = http(
+        host,
+        f"{GATEWAY}/api/generate",
+        data={"model": "llama3.1:8b", "prompt": "no key", "stream": False},
+        key=key,
+    )
+    assert status == 401, body
+    assert isinstance(body, dict) and "error" in body, body
+
+
+def test_tunnel_delivers_to_the_gateway(host: Any) -> None:
+    quick = host.run("curl -sS --max-time 10 http://127.0.0.1:20241/quicktunnel")
+    assert quick.rc == 0, quick.stderr
+    assert json.loads(quick.stdout)["hostname"].endswith(".trycloudflare.com")
+    # The stand-in's edge forwards to the tunnel's origin: the gateway asks for credentials
+    # (Ollama itself would answer without any).
+    status, body = http(host, "http://127.0.0.1:20241/standin-edge/api/version")
+    assert status == 401, body
+
+
+def test_tailscale_absent(host: Any) -> None:
+    assert not host.package("tailscale").is_installed
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"tunnel_provider": "ngrok"}, "tunnel_provider must be cloudflared, tailscale or none"),
+        ({"site_min_free_gb": 1000000}, "site_min_free_gb asks for 1000000 GiB"),
+        (
+            {"gateway_api_keys": [{"name": "waldus", "key": "{{ vault_gateway_key_waldus }}"}]},
+            "Gateway credentials are missing",
+        ),
+        ({"tunnel_provider": "tailscale", "tailscale_auth_key": ""}, "vault_tailscale_auth_key"),
+        (
+            {"cloudflared_mode": "token", "cloudflared_token": ""},
+            "set vault_cloudflared_token in the vault",
+        ),
+        ({"firewall_gateway_port": 9090}, "are set by playbooks/site.yml"),
+    ],
+    ids=["tunnel", "disk", "api-key", "tailscale-key", "cloudflared-token", "wired-var"],
+)
+def test_preflight_stops_site_before_any_change(override: dict[str, Any], message: str) -> None:
+    run = run_playbook(
+        REPO / "playbooks" / "site.yml",
+        "-e",
+        f"@{STANDINS / 'standins.yml'}",
+        "-e",
+        json.dumps(override),
+    )
+    assert run.returncode != 0, run.output[-3000:]
+    assert " ".join(message.split()) in " ".join(run.output.split()), run.output[-3000:]
+    assert "Deploy the LLM node" not in run.output, "the deploy play started"
+    assert all(r.changed == 0 for r in run.recaps.values()), run.recaps
+
+
+def test_check_mode_reports_no_changes() -> None:
+    assert_check_mode_clean()

@@ -1,0 +1,278 @@
+"""`make demo` / `make demo-down`: the whole stack on a local sandbox host, with stand-ins.
+
+``make demo`` starts (or reuses) the podman systemd container ``ai-local-core-sandbox`` from the
+Debian 12 test-host image, builds the vendor stand-ins (tests/sandbox/prepare_standins.py), runs
+``playbooks/site.yml`` against ``inventories/sandbox`` exactly as against a real server, except
+that the stand-ins replace Ollama, cloudflared and tailscale (announced loudly), and then shows
+it working from inside the container: an authenticated completion through the gateway, a refused
+unauthenticated one (401 JSON) and the status table. A second run reuses the container and
+reports 0 changed. ``make demo-down`` removes the container and the stand-in files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.molecule_support import parse_recap
+from tests.sandbox.prepare_standins import STANDIN_BANNER
+from tests.sandbox.prepare_standins import main as prepare_standins
+
+REPO = Path(__file__).resolve().parents[2]
+CONTAINER = "ai-local-core-sandbox"
+IMAGE = "localhost/ai-local-core-bookworm:latest"
+INVENTORY = REPO / "inventories" / "sandbox" / "hosts.yml"
+STANDINS_DIR = REPO / ".cache" / "sandbox"
+GATEWAY = "http://127.0.0.1:8080"
+COMPLETION_PATH = "/api/generate"
+COMPLETION_BODY: dict[str, object] = {
+    "model": "llama3.1:8b",
+    "prompt": "Hello from the sandbox",
+    "stream": False,
+}
+SERVICES_PATH = "/services/v1/complete"
+SERVICES_BODY: dict[str, object] = {"user": "Hello from the Waldus side"}
+
+
+class DemoError(Exception):
+    """A step that failed: printed, exit status 1."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: str
+
+
+def banner(text: str) -> None:
+    line = "=" * 100
+    print(f"\n{line}\n{text}\n{line}", flush=True)
+
+
+def podman(*args: str, check: bool = True, stdin: str | None = None) -> str:
+    res = subprocess.run(
+        ["podman", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and res.returncode != 0:
+        raise DemoError(f"podman {' '.join(args)}: {res.stderr.strip()}")
+    return res.stdout.strip()
+
+
+def container_state() -> str:
+    """'running', another podman state, or '' when there is no such container."""
+    res = subprocess.run(
+        ["podman", "inspect", "--format", "{{.State.Status}}", CONTAINER],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return res.stdout.strip() if res.returncode == 0 else ""
+
+
+def wait_for_systemd(timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = podman("exec", CONTAINER, "systemctl", "is-system-running", check=False)
+        if state in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise DemoError(f"systemd in {CONTAINER} did not come up within {timeout:.0f} s ({state!r})")
+
+
+def ensure_container() -> None:
+    """Start the sandbox like Molecule's platforms: privileged, systemd as PID 1."""
+    if shutil.which("podman") is None:
+        raise DemoError("podman is not installed: run `make setup` first")
+    if not podman("images", "-q", IMAGE, check=False):
+        raise DemoError(f"image {IMAGE} is missing: run `make images`")
+    state = container_state()
+    if state == "running":
+        print(f"reusing the running sandbox container {CONTAINER}")
+    elif state:
+        print(f"starting the existing sandbox container {CONTAINER} ({state})")
+        podman("start", CONTAINER)
+    else:
+        print(f"creating the sandbox container {CONTAINER} from {IMAGE}")
+        podman(
+            "run",
+            "--detach",
+            "--name",
+            CONTAINER,
+            "--hostname",
+            "sandbox",
+            "--privileged",
+            "--systemd",
+            "always",
+            IMAGE,
+            "/sbin/init",
+        )
+    wait_for_systemd()
+
+
+def run_site(standins: Path, extra: list[str]) -> int:
+    """Run site.yml, streaming its output; returns the changed count of the recap."""
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(INVENTORY),
+        str(REPO / "playbooks" / "site.yml"),
+        "-e",
+        f"@{standins}",
+        *extra,
+    ]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false")
+    print("$ ansible-playbook " + " ".join(cmd[1:]), flush=True)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        sys.stdout.write(line)
+    rc = proc.wait()
+    took = time.monotonic() - started
+    if rc != 0:
+        raise DemoError(f"site.yml failed (exit {rc}) after {took:.0f} s; see the output above")
+    recap = parse_recap("".join(lines)).get("sandbox")
+    if recap is None:
+        raise DemoError("site.yml printed no PLAY RECAP for the sandbox")
+    print(f"site.yml: {took:.0f} s, changed={recap.changed}")
+    return recap.changed
+
+
+def curl_in_container(path: str, body: dict[str, object], api_key: str | None) -> Answer:
+    """POST from inside the container to the gateway; the key travels on stdin, not argv."""
+    argv = ["exec", "-i", CONTAINER, "curl", "-sS", "--max-time", "60"]
+    argv += ["-H", "Content-Type: application/json", "-H", "@-"]
+    argv += ["-d", json.dumps(body), "-w", "\n%{http_code}", f"{GATEWAY}{path}"]
+    header = f"Authorization: Bearer {api_key}\n" if api_key else "X-Demo: no-credentials\n"
+    out = podman(*argv, stdin=header)
+    text, _, code = out.rpartition("\n")
+    return Answer(int(code), text)
+
+
+def show(title: str, path: str, body: dict[str, object], answer: Answer, key: bool) -> str:
+    auth = '-H "Authorization: Bearer $SANDBOX_API_KEY" ' if key else ""
+    request = (
+        f"podman exec {CONTAINER} curl -sS {auth}-H 'Content-Type: application/json' "
+        f"-d '{json.dumps(body)}' {GATEWAY}{path}"
+    )
+    print(f"\n--- {title}\n$ {request}\nHTTP {answer.status}\n{answer.body.strip()}")
+    return f"{request}\n  -> HTTP {answer.status} {answer.body.strip()[:160]}"
+
+
+def status_table(standins: Path) -> bool:
+    status = REPO / "playbooks" / "status.yml"
+    if not status.exists():
+        print("playbooks/status.yml does not exist yet: skipping the status table")
+        return False
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(INVENTORY),
+        str(status),
+        "-e",
+        f"@{standins}",
+    ]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    res = subprocess.run(cmd, cwd=REPO, env=env, check=False)
+    if res.returncode != 0:
+        raise DemoError(f"playbooks/status.yml failed (exit {res.returncode})")
+    return True
+
+
+def demo(extra: list[str]) -> int:
+    started = time.monotonic()
+    banner("ai-local-core sandbox demo: playbooks/site.yml against a local podman container")
+    ensure_container()
+    if prepare_standins(["--out", str(STANDINS_DIR), "--quiet"]) != 0:
+        raise DemoError("building the stand-ins failed")
+    standins = STANDINS_DIR / "standins.yml"
+    banner(
+        f"!!! {STANDIN_BANNER}.\n"
+        f"!!! Vendor artifacts and public test credentials come from {standins}.\n"
+        "!!! Everything else is the real site playbook and the real roles."
+    )
+    run_site(standins, extra)
+    data = yaml.safe_load(standins.read_text(encoding="utf-8"))
+    api_key = str(data["gateway_api_keys"][0]["key"])
+
+    banner("The gateway at work (requests sent from inside the sandbox, to 127.0.0.1:8080)")
+    ok = curl_in_container(COMPLETION_PATH, COMPLETION_BODY, api_key)
+    working = show("authenticated completion (API key)", COMPLETION_PATH, COMPLETION_BODY, ok, True)
+    services = curl_in_container(SERVICES_PATH, SERVICES_BODY, api_key)
+    show(
+        "authenticated, the services API (Waldus contract)",
+        SERVICES_PATH,
+        SERVICES_BODY,
+        services,
+        True,
+    )
+    refused = curl_in_container(COMPLETION_PATH, COMPLETION_BODY, None)
+    refusal = show("no credentials", COMPLETION_PATH, COMPLETION_BODY, refused, False)
+
+    banner("Status")
+    status_table(standins)
+
+    failures = []
+    if ok.status != 200 or "Stand-in reply" not in ok.body:
+        failures.append(f"the authenticated completion answered {ok.status}")
+    if services.status != 200:
+        failures.append(f"the services API answered {services.status}")
+    if refused.status != 401 or not refused.body.lstrip().startswith("{"):
+        failures.append(f"the unauthenticated request answered {refused.status}, not 401 JSON")
+    banner(
+        f"Demo finished in {time.monotonic() - started:.0f} s "
+        f"(SANDBOX_API_KEY is the public test key in {standins}).\n"
+        f"WORKING: {working}\nREFUSED: {refusal}\n"
+        "Remove the sandbox with: make demo-down"
+    )
+    if failures:
+        raise DemoError("; ".join(failures))
+    return 0
+
+
+def demo_down() -> int:
+    if shutil.which("podman") is not None and container_state():
+        podman("rm", "--force", "--time", "10", CONTAINER)
+        print(f"removed the sandbox container {CONTAINER}")
+    else:
+        print(f"no sandbox container {CONTAINER}")
+    if STANDINS_DIR.exists():
+        shutil.rmtree(STANDINS_DIR)
+        print(f"removed {STANDINS_DIR.relative_to(REPO)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("action", choices=["up", "down"], nargs="?", default="up")
+    parser.add_argument(
+        "playbook_args", nargs="*", help="more ansible-playbook arguments for site.yml (after --)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        return demo(args.playbook_args) if args.action == "up" else demo_down()
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
