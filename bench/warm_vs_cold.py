@@ -102,20 +102,14 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--cold", type=int, default=3, help=f"cold runs per tool (1-{MAX_COLD})")
-    parser.add_argument("--warm", type=int, default=7, help=f"warm runs per tool (1-{MAX_WARM})")
-    parser.add_argument(
-        "--torch-threads", type=int, default=1, help="OMP/MKL threads (0: torch's default)"
-    )
-    args = parser.parse_args(argv)
-    cold_n = max(1, min(args.cold, MAX_COLD))
-    warm_n = max(1, min(args.warm, MAX_WARM))
+def measure(cold_n: int, warm_n: int, torch_threads: int = 1) -> dict[str, Any]:
+    """Run the comparison; medians in ms per tool (the suite's JSON, ``bench/run.py``)."""
+    cold_n = max(1, min(cold_n, MAX_COLD))
+    warm_n = max(1, min(warm_n, MAX_WARM))
     threads: dict[str, str] = {}
-    if args.torch_threads > 0:
-        threads = {"OMP_NUM_THREADS": str(args.torch_threads)}
-        threads["MKL_NUM_THREADS"] = str(args.torch_threads)
+    if torch_threads > 0:
+        threads = {"OMP_NUM_THREADS": str(torch_threads)}
+        threads["MKL_NUM_THREADS"] = str(torch_threads)
 
     with tempfile.TemporaryDirectory(prefix="ai-local-core-bench-") as tmp:
         work = Path(tmp)
@@ -152,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     ("translate", "ai_local_core.cli.translate", ["Hello world", "pl"],
                      "/v1/translate", {"text": "Hello world", "target": "pl"}),
                 )  # fmt: skip
-                rows = []
+                rows: dict[str, dict[str, Any]] = {}
                 starts: list[float] = []
                 for name, module, cli_args, path, body in tools:
                     # Untimed: warms the server's route, the OS caches and the .pyc files.
@@ -180,20 +174,49 @@ def main(argv: list[str] | None = None) -> int:
                             starts.append(python_start(threads))
                     if len(keys) != 1:
                         raise SystemExit(f"{name}: the paths gave different keys: {keys}")
-                    rows.append((name, median(cold), median(lane), median(full), median(bare)))
+                    rows[name] = {
+                        "cold_ms": median(cold),
+                        "warm_lane_ms": median(lane),
+                        "warm_no_lane_ms": median(full),
+                        "warm_http_ms": median(bare),
+                        "cold_over_warm": median(cold) / median(lane),
+                        "cold_samples_ms": cold,
+                        "warm_lane_samples_ms": lane,
+                    }
+    return {
+        "cold_runs": cold_n,
+        "warm_runs": warm_n,
+        "torch_threads": torch_threads,
+        "python_start_ms": median(starts),
+        "tools": rows,
+    }
 
-    threads_note = f"{args.torch_threads} (OMP_NUM_THREADS)" if threads else "torch's default"
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--cold", type=int, default=3, help=f"cold runs per tool (1-{MAX_COLD})")
+    parser.add_argument("--warm", type=int, default=7, help=f"warm runs per tool (1-{MAX_WARM})")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="OMP/MKL threads (0: torch's default)"
+    )
+    args = parser.parse_args(argv)
+    result = measure(args.cold, args.warm, args.torch_threads)
+    threads_note = (
+        f"{args.torch_threads} (OMP_NUM_THREADS)" if args.torch_threads > 0 else "torch's default"
+    )
     print(
-        f"medians over {cold_n} cold and {warm_n} warm runs per tool, interleaved (ms); "
-        f"torch threads: {threads_note} in the cold CLIs and the server; "
-        f"interpreter start (python -c pass): {median(starts):.1f} ms"
+        f"medians over {result['cold_runs']} cold and {result['warm_runs']} warm runs per tool, "
+        f"interleaved (ms); torch threads: {threads_note} in the cold CLIs and the server; "
+        f"interpreter start (python -c pass): {result['python_start_ms']:.1f} ms"
     )
     print(
         f"{'tool':<10} {'cold CLI':>9} {'warm CLI':>9} {'warm CLI':>10} {'warm HTTP':>10} "
         f"{'cold/warm CLI':>14} {'cold/warm HTTP':>15} {'lane gain':>10}"
     )
     print(f"{'':<10} {'':>9} {'(lane)':>9} {'(no lane)':>10}")
-    for name, cold_ms, lane_ms, full_ms, bare_ms in rows:
+    for name, row in result["tools"].items():
+        cold_ms, lane_ms = row["cold_ms"], row["warm_lane_ms"]
+        full_ms, bare_ms = row["warm_no_lane_ms"], row["warm_http_ms"]
         print(
             f"{name:<10} {cold_ms:>9.1f} {lane_ms:>9.1f} {full_ms:>10.1f} {bare_ms:>10.1f} "
             f"{cold_ms / lane_ms:>13.1f}x {cold_ms / bare_ms:>14.1f}x {full_ms / lane_ms:>9.1f}x"

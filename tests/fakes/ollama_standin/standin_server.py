@@ -463,6 +463,9 @@ class StandinServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # Real Ollama (Go's net/http) listens with SOMAXCONN; socketserver's default backlog of 5
+    # would make connections opened all at once wait for TCP retransmissions.
+    request_queue_size = 4096
 
     def __init__(self, config: ServerConfig) -> None:
         self.state = State(config)
