@@ -30,6 +30,8 @@ ANSIBLE_OPTS = -i $(INVENTORY) $(if $(LIMIT),--limit '$(LIMIT)') \
 PLAYBOOK     = $(BIN)/ansible-playbook $(ANSIBLE_OPTS)
 # Scenarios run side by side (their containers mostly wait on apt and systemd, not on the CPU).
 MOLECULE_JOBS ?= 2
+# make test / make integration: 0 leaves out the qemu VM test (make vm-test).
+VM_TEST ?= 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -97,10 +99,14 @@ unit: venv ## Python unit and integration tests (pytest, loopback only)
 molecule: venv images ## Run every Molecule scenario (SCENARIOS="base ..." to pick, MOLECULE_JOBS=2)
 	molecule/run-scenarios -j $(MOLECULE_JOBS) $(SCENARIOS)
 
+.PHONY: integration
+integration: venv images ## Every Molecule scenario and make vm-test, MOLECULE_JOBS side by side (VM_TEST=0: no VM)
+	molecule/run-scenarios -j $(MOLECULE_JOBS) $(if $(filter 0,$(VM_TEST)),,vm-test) $(SCENARIOS)
+
 .PHONY: test
-test: venv ## Everything CI runs: lint + Python tests + every Molecule scenario (stage times at the end)
+test: venv ## Everything CI runs: lint + Python tests + Molecule scenarios and the VM test (stage times at the end)
 	@failed=""; summary=""; \
-	for stage in lint unit molecule; do \
+	for stage in lint unit integration; do \
 	  start=$$(date +%s); echo "=== make $$stage"; \
 	  if $(MAKE) --no-print-directory $$stage; then r=ok; else r=FAILED; failed="$$failed $$stage"; fi; \
 	  summary="$$summary\n  $$stage: $$r in $$(( $$(date +%s) - start ))s"; \

@@ -19,8 +19,11 @@ direct and gateway paths interleaved so both see the same machine state:
                     peak RSS of the nginx workers and the gunicorn workers;
 * ``cli``         - Waldus CLIs cold (in-process) vs warm (API server) (bench/warm_vs_cold.py);
 * ``provisioning``- converge and no-op re-run times of site.yml cannot be measured on loopback:
-                    read from a timings JSON when one exists (``--provisioning``), else reported
-                    as not measured.
+                    read from the timings JSON files the systemd-host runs write: the sandbox
+                    container of ``make demo`` (``--provisioning-sandbox``; the goal "no-op
+                    re-run < 20 s on one container host" is judged on it) and the qemu VM of
+                    ``make vm-test`` (``--provisioning``; shown for information: under TCG
+                    emulation it is ~10x slower). A missing file is reported as not measured.
 
 Writes ``.cache/bench/bench-<UTC time>.json`` and ``.cache/bench/latest.json``; prints the figures
 and every goal of the issue as PASS/MISS with the measured value (``bench/report.py`` turns the
@@ -67,7 +70,8 @@ from tests.api_harness import ApiServer, running_api_server  # noqa: E402
 from tests.fixtures.ollama import OllamaStandIn, running_standin  # noqa: E402
 
 OUT_DIR = REPO_ROOT / ".cache" / "bench"
-PROVISIONING_JSON = OUT_DIR / "provisioning.json"
+PROVISIONING_JSON = OUT_DIR / "provisioning.json"  # make vm-test (tests/vm/vm_test.py)
+PROVISIONING_SANDBOX_JSON = OUT_DIR / "provisioning-sandbox.json"  # make demo
 MODEL = "llama3.1:8b"
 SECTIONS = ("overhead", "streaming", "ratelimit", "concurrency", "cli", "provisioning")
 CONCURRENT = 200
@@ -383,17 +387,74 @@ def section_cli(plan: Plan) -> dict[str, Any]:
     return warm_vs_cold.measure(plan.cold, plan.warm, torch_threads=1)
 
 
-def section_provisioning(path: Path) -> dict[str, Any]:
+PROVISIONING_SOURCES = {
+    "sandbox": ("container sandbox", "make demo"),
+    "vm": ("qemu VM", "make vm-test"),
+}
+PROVISIONING_KEYS = ("converge_s", "noop_rerun_s", "host", "measured_at", "source", "fresh")
+
+
+def _seconds(value: object, path: Path, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{path}: {key} is {value!r}, not a number of seconds")
+    return float(value)
+
+
+def read_timings(path: Path, kind: str) -> dict[str, Any]:
+    """One provisioning timings file (``kind``: sandbox or vm), or a not-measured entry."""
+    label, producer = PROVISIONING_SOURCES[kind]
     if not path.exists():
         return {
+            "kind": kind,
+            "label": label,
             "measured": False,
-            "note": "not measured in this run: provisioning needs a systemd host (VM or "
-            f"container); a run there may write {path}",
+            "source_file": str(path),
+            "note": f"no {path.name}: run `{producer}` first",
         }
-    data = json.loads(path.read_text())
-    return {"measured": True, "source_file": str(path)} | {
-        k: data.get(k) for k in ("converge_s", "noop_rerun_s", "host", "measured_at", "source")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    entry: dict[str, Any] = {"kind": kind, "label": label, "measured": True}
+    entry |= {"source_file": str(path)} | {k: data.get(k) for k in PROVISIONING_KEYS}
+    for key in ("converge_s", "noop_rerun_s"):
+        entry[key] = _seconds(data.get(key), path, key)
+    if entry["converge_s"] is None and entry.get("fresh") is False:
+        entry["note"] = "no full-converge figure: the run reused an existing container"
+    return entry
+
+
+def section_provisioning(vm_path: Path, sandbox_path: Path) -> dict[str, Any]:
+    """Both sources: the container sandbox (judged against the goal) and the VM (information)."""
+    sources = {
+        "sandbox": read_timings(sandbox_path, "sandbox"),
+        "vm": read_timings(vm_path, "vm"),
     }
+    return {"measured": any(s["measured"] for s in sources.values()), "sources": sources}
+
+
+def provisioning_goal(pv: dict[str, Any] | None) -> tuple[float | None, bool | None, str]:
+    """The no-op re-run goal (a container host): value, PASS/MISS (None: not measured), note."""
+    sources = (pv or {}).get("sources") or {}
+    sandbox, vm = sources.get("sandbox") or {}, sources.get("vm") or {}
+    vm_note = ""
+    if vm.get("measured") and vm.get("noop_rerun_s") is not None:
+        vm_note = (
+            f"qemu VM {vm['noop_rerun_s']:.1f} s, information only: not a container host"
+            f" ({vm.get('host') or 'host not given'})"
+        )
+    if sandbox.get("measured") and sandbox.get("noop_rerun_s") is not None:
+        value = float(sandbox["noop_rerun_s"])
+        note = f"{sandbox.get('host') or 'host not given'}, measured {sandbox.get('measured_at')}"
+        return value, value < GOAL_NOOP_RERUN_S, f"{note}; {vm_note}" if vm_note else note
+    name = Path(str(sandbox.get("source_file") or PROVISIONING_SANDBOX_JSON)).name
+    note = f"no container-host figure: run `make demo` first (it writes {name})"
+    return None, None, f"{note}; {vm_note}" if vm_note else note
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
 
 
 # --- goals ----------------------------------------------------------------------------------------
@@ -470,16 +531,11 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         goal("warm CLI vs cold", ">= 10x", None, None, str((cli or {}).get("skipped", "")))
     pv = results.get("provisioning")
-    if isinstance(pv, dict) and pv.get("measured") and pv.get("noop_rerun_s") is not None:
-        goal(
-            "no-op re-run of site.yml",
-            f"< {GOAL_NOOP_RERUN_S:g} s",
-            pv["noop_rerun_s"],
-            pv["noop_rerun_s"] < GOAL_NOOP_RERUN_S,
-            str(pv.get("host") or ""),
-        )
+    target = f"< {GOAL_NOOP_RERUN_S:g} s on one container host"
+    if isinstance(pv, dict):
+        goal("no-op re-run of site.yml", target, *provisioning_goal(pv))
     else:
-        goal("no-op re-run of site.yml", "< 20 s", None, None, "not measured in this run")
+        goal("no-op re-run of site.yml", target, None, None, "not measured in this run")
     return out
 
 
@@ -551,13 +607,15 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     if "skipped" in cli:
         lines.append(f"cli: skipped ({cli['skipped']})")
     pv = results.get("provisioning") or {}
-    if pv.get("measured"):
-        lines.append(
-            f"provisioning: converge {pv.get('converge_s')} s, "
-            f"no-op re-run {pv.get('noop_rerun_s')} s ({pv.get('host')})"
-        )
-    elif pv:
-        lines.append(f"provisioning: {pv.get('note')}")
+    for src in (pv.get("sources") or {}).values():
+        if src.get("measured"):
+            lines.append(
+                f"provisioning ({src['label']}): full converge {_s(src.get('converge_s'))}, "
+                f"no-op re-run {_s(src.get('noop_rerun_s'))} ({src.get('host')}, "
+                f"{src.get('measured_at')})" + (f"; {src['note']}" if src.get("note") else "")
+            )
+        else:
+            lines.append(f"provisioning ({src['label']}): not measured ({src.get('note')})")
     for name, err in (results.get("errors") or {}).items():
         lines.append(f"{name}: FAILED: {err}")
     lines.append("goals:")
@@ -582,7 +640,12 @@ _FAILURES = (
 )
 
 
-def run(plan: Plan, sections: list[str], provisioning: Path) -> dict[str, Any]:
+def run(
+    plan: Plan,
+    sections: list[str],
+    provisioning: Path,
+    provisioning_sandbox: Path = PROVISIONING_SANDBOX_JSON,
+) -> dict[str, Any]:
     results: dict[str, Any] = {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -626,8 +689,8 @@ def run(plan: Plan, sections: list[str], provisioning: Path) -> dict[str, Any]:
         results.setdefault("section_seconds", {})["cli"] = time.monotonic() - t0
     if "provisioning" in sections:
         try:
-            results["provisioning"] = section_provisioning(provisioning)
-        except (OSError, ValueError, AttributeError) as exc:
+            results["provisioning"] = section_provisioning(provisioning, provisioning_sandbox)
+        except (OSError, ValueError) as exc:
             results["errors"]["provisioning"] = f"{type(exc).__name__}: {exc}"
     results["machine"]["loadavg_end"] = list(os.getloadavg())
     results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -656,14 +719,27 @@ def main(argv: list[str] | None = None) -> int:
         "--provisioning",
         type=Path,
         default=PROVISIONING_JSON,
-        help="timings JSON of a site.yml run (converge_s, noop_rerun_s, host, measured_at)",
+        help="timings JSON of the qemu VM's site.yml runs, written by `make vm-test` "
+        "(converge_s, noop_rerun_s, host, measured_at, source); shown for information",
+    )
+    parser.add_argument(
+        "--provisioning-sandbox",
+        type=Path,
+        default=PROVISIONING_SANDBOX_JSON,
+        help="timings JSON of the sandbox container's site.yml runs, written by `make demo`; "
+        "the no-op re-run goal is judged on it",
     )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
-    results = run(QUICK if args.quick else FULL, sections, args.provisioning.resolve())
+    results = run(
+        QUICK if args.quick else FULL,
+        sections,
+        args.provisioning.resolve(),
+        args.provisioning_sandbox.resolve(),
+    )
     path = write(results, args.out_dir)
     print("\n".join(summary_lines(results)))
     print(f"results: {path} (and {args.out_dir / 'latest.json'})")

@@ -49,6 +49,18 @@ def parse_recap(output: str) -> dict[str, Recap]:
     return recaps
 
 
+def changed_tasks(output: str) -> list[str]:
+    """The tasks (and handlers) that reported changed in ansible-playbook's default output."""
+    names: list[str] = []
+    current = ""
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            current = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed: [") and current and current not in names:
+            names.append(current)
+    return names
+
+
 def run_playbook(
     playbook: str | Path, *extra_args: str, env: dict[str, str] | None = None
 ) -> PlaybookRun:

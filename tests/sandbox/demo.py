@@ -5,8 +5,12 @@ Debian 12 test-host image, builds the vendor stand-ins (tests/sandbox/prepare_st
 ``playbooks/site.yml`` against ``inventories/sandbox`` exactly as against a real server, except
 that the stand-ins replace Ollama, cloudflared and tailscale (announced loudly), and then shows
 it working from inside the container: an authenticated completion through the gateway, a refused
-unauthenticated one (401 JSON) and the status table. A second run reuses the container and
-reports 0 changed. ``make demo-down`` removes the container and the stand-in files.
+unauthenticated one (401 JSON) and the status table. After the first site.yml run it runs
+site.yml once more and requires 0 changed (its output, with the task times:
+``.cache/sandbox/site-rerun.log``); both times go to ``.cache/bench/provisioning-sandbox.json``
+for ``make bench`` (the converge time only when the first run converged a new container). A
+second ``make demo`` reuses the container. ``make demo-down`` removes the container and the
+stand-in files.
 """
 
 from __future__ import annotations
@@ -15,15 +19,17 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from tests.molecule_support import parse_recap
+from tests.molecule_support import changed_tasks, parse_recap
 from tests.sandbox.prepare_standins import STANDIN_BANNER
 from tests.sandbox.prepare_standins import main as prepare_standins
 
@@ -32,6 +38,9 @@ CONTAINER = "ai-local-core-sandbox"
 IMAGE = "localhost/ai-local-core-bookworm:latest"
 INVENTORY = REPO / "inventories" / "sandbox" / "hosts.yml"
 STANDINS_DIR = REPO / ".cache" / "sandbox"
+PROVISIONING_JSON = REPO / ".cache" / "bench" / "provisioning-sandbox.json"
+RERUN_LOG = STANDINS_DIR / "site-rerun.log"
+SOURCE = "make demo (tests/sandbox/demo.py)"
 GATEWAY = "http://127.0.0.1:8080"
 COMPLETION_PATH = "/api/generate"
 COMPLETION_BODY: dict[str, object] = {
@@ -51,6 +60,15 @@ class DemoError(Exception):
 class Answer:
     status: int
     body: str
+
+
+@dataclass(frozen=True)
+class SiteRun:
+    """One site.yml run: the recap's changed count, its wall time and its output."""
+
+    changed: int
+    seconds: float
+    output: str
 
 
 def banner(text: str) -> None:
@@ -93,13 +111,17 @@ def wait_for_systemd(timeout: float = 60) -> None:
     raise DemoError(f"systemd in {CONTAINER} did not come up within {timeout:.0f} s ({state!r})")
 
 
-def ensure_container() -> None:
-    """Start the sandbox like Molecule's platforms: privileged, systemd as PID 1."""
+def ensure_container() -> bool:
+    """Start the sandbox like Molecule's platforms: privileged, systemd as PID 1.
+
+    Returns whether the container was created now (a fresh host for a full converge).
+    """
     if shutil.which("podman") is None:
         raise DemoError("podman is not installed: run `make setup` first")
     if not podman("images", "-q", IMAGE, check=False):
         raise DemoError(f"image {IMAGE} is missing: run `make images`")
     state = container_state()
+    fresh = not state
     if state == "running":
         print(f"reusing the running sandbox container {CONTAINER}")
     elif state:
@@ -121,10 +143,11 @@ def ensure_container() -> None:
             "/sbin/init",
         )
     wait_for_systemd()
+    return fresh
 
 
-def run_site(standins: Path, extra: list[str]) -> int:
-    """Run site.yml, streaming its output; returns the changed count of the recap."""
+def run_site(standins: Path, extra: list[str], *, stream: bool = True) -> SiteRun:
+    """Run site.yml (its output streamed, or only kept); returns the recap's changed count."""
     cmd = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i",
@@ -144,16 +167,74 @@ def run_site(standins: Path, extra: list[str]) -> int:
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        sys.stdout.write(line)
+        if stream:
+            sys.stdout.write(line)
     rc = proc.wait()
     took = time.monotonic() - started
+    output = "".join(lines)
     if rc != 0:
+        if not stream:
+            sys.stdout.write(output[-8000:])
         raise DemoError(f"site.yml failed (exit {rc}) after {took:.0f} s; see the output above")
-    recap = parse_recap("".join(lines)).get("sandbox")
+    recap = parse_recap(output).get("sandbox")
     if recap is None:
         raise DemoError("site.yml printed no PLAY RECAP for the sandbox")
-    print(f"site.yml: {took:.0f} s, changed={recap.changed}")
-    return recap.changed
+    if stream:
+        print(f"site.yml: {took:.0f} s, changed={recap.changed}")
+    return SiteRun(recap.changed, took, output)
+
+
+def rerun_site(standins: Path, extra: list[str]) -> SiteRun:
+    """Run site.yml again on the converged sandbox: it must change nothing."""
+    print("\nre-running site.yml on the converged sandbox (it must change nothing) ...", flush=True)
+    run = run_site(standins, extra, stream=False)
+    RERUN_LOG.parent.mkdir(parents=True, exist_ok=True)
+    RERUN_LOG.write_text(run.output, encoding="utf-8")  # its task times (profile_tasks)
+    if run.changed:
+        tasks = changed_tasks(run.output)
+        listing = "\n".join(f"  - {name}" for name in tasks) or "  (no task names found)"
+        raise DemoError(
+            f"the re-run of site.yml changed {run.changed} things, 0 required "
+            f"(output: {RERUN_LOG.relative_to(REPO)}); changed tasks:\n{listing}"
+        )
+    print(f"re-run (no-op): {run.seconds:.0f} s, changed=0")
+    return run
+
+
+def host_description() -> str:
+    return (
+        f"podman systemd container {CONTAINER} ({IMAGE}), controller {socket.gethostname()}, "
+        f"{os.cpu_count()} CPUs shared with the controller, 1-min load average "
+        f"{os.getloadavg()[0]:.1f} after the re-run"
+    )
+
+
+def provisioning_record(
+    converge: SiteRun, rerun: SiteRun, *, fresh: bool, extra: list[str]
+) -> dict[str, object]:
+    """The timings for bench/run.py; the converge figure only from a newly created container."""
+    source = SOURCE if not extra else f"{SOURCE}, ansible-playbook args: {' '.join(extra)}"
+    return {
+        "converge_s": round(converge.seconds, 1) if fresh else None,
+        "noop_rerun_s": round(rerun.seconds, 1),
+        "host": host_description(),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "fresh": fresh,
+    }
+
+
+def write_provisioning(record: dict[str, object]) -> None:
+    PROVISIONING_JSON.parent.mkdir(parents=True, exist_ok=True)
+    PROVISIONING_JSON.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    if record["fresh"]:
+        note = "full converge of a new container"
+    else:
+        note = (
+            "converge_s null: the container existed already, so the first run was no full "
+            "converge (`make demo-down` first for that figure)"
+        )
+    print(f"provisioning figures written to {PROVISIONING_JSON.relative_to(REPO)} ({note})")
 
 
 def curl_in_container(path: str, body: dict[str, object], api_key: str | None) -> Answer:
@@ -200,7 +281,7 @@ def status_table(standins: Path) -> bool:
 def demo(extra: list[str]) -> int:
     started = time.monotonic()
     banner("ai-local-core sandbox demo: playbooks/site.yml against a local podman container")
-    ensure_container()
+    fresh = ensure_container()
     if prepare_standins(["--out", str(STANDINS_DIR), "--quiet"]) != 0:
         raise DemoError("building the stand-ins failed")
     standins = STANDINS_DIR / "standins.yml"
@@ -209,7 +290,9 @@ def demo(extra: list[str]) -> int:
         f"!!! Vendor artifacts and public test credentials come from {standins}.\n"
         "!!! Everything else is the real site playbook and the real roles."
     )
-    run_site(standins, extra)
+    converge = run_site(standins, extra)
+    rerun = rerun_site(standins, extra)
+    write_provisioning(provisioning_record(converge, rerun, fresh=fresh, extra=extra))
     data = yaml.safe_load(standins.read_text(encoding="utf-8"))
     api_key = str(data["gateway_api_keys"][0]["key"])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,12 @@ CPUS = 2
 # are slower) and for a KVM attempt before falling back to TCG.
 SSH_TIMEOUT_TCG = 240.0
 SSH_TIMEOUT_KVM = 90.0
+# On the serial console (systemd.show_status=1): sshd of the new boot is up.
+SSHD_STARTED = re.compile(r"Started ssh\.service")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Between SSH attempts after a reboot: ufw `limit`s SSH to 6 new connections per 30 s per
+# address, and every attempt here comes from the NAT's one address.
+REBOOT_SSH_INTERVAL_S = 10.0
 
 
 class VmError(Exception):
@@ -274,8 +281,14 @@ class Vm:
         log(f"accelerator: TCG; SSH answered after {self.boot_seconds:.1f}s")
 
     def reboot(self, timeout: float = SSH_TIMEOUT_TCG) -> float:
-        """Reboot the guest; return the seconds until systemd reports the boot finished."""
+        """Reboot the guest; return the seconds until systemd reports the boot finished.
+
+        The wait watches the serial console for the new boot's sshd instead of knocking with SSH:
+        the node's firewall rate-limits SSH (ufw `limit`), and attempts made while it boots
+        would count against it, and lock the test out for the next half minute.
+        """
         old_boot_id = self.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+        mark = self.serial_log.stat().st_size if self.serial_log.exists() else 0
         started = time.monotonic()
         # --no-block: the command returns before the connection drops (ssh may still see it
         # torn down, or hang until the keepalive gives up: both are fine here).
@@ -283,23 +296,46 @@ class Vm:
             self.ssh("systemctl --no-block reboot", check=False, timeout=30)
         self.close_master()
         deadline = started + timeout
-        while time.monotonic() < deadline:
-            time.sleep(3)
+        while not self._serial_since(mark, SSHD_STARTED):
+            if time.monotonic() > deadline:
+                raise VmError(f"no new boot with sshd on the serial console within {timeout:.0f}s")
             if not self.alive():
                 raise VmError("qemu exited during the reboot")
+            time.sleep(2)
+        while True:
             try:
-                res = self.ssh("cat /proc/sys/kernel/random/boot_id", timeout=15, check=False)
+                res = self.ssh("cat /proc/sys/kernel/random/boot_id", timeout=20, check=False)
             except VmError:
-                continue
-            if res.returncode == 0 and res.stdout.strip() not in ("", old_boot_id):
+                res = None
+            if (
+                res is not None
+                and res.returncode == 0
+                and res.stdout.strip()
+                not in (
+                    "",
+                    old_boot_id,
+                )
+            ):
                 break
-        else:
-            raise VmError(f"the VM did not come back over SSH within {timeout:.0f}s")
+            if time.monotonic() > deadline:
+                raise VmError(f"the VM did not come back over SSH within {timeout:.0f}s")
+            if not self.alive():
+                raise VmError("qemu exited during the reboot")
+            time.sleep(REBOOT_SSH_INTERVAL_S)
         remaining = max(10.0, deadline - time.monotonic())
         self.ssh(
             "systemctl is-system-running --wait >/dev/null || true", timeout=remaining, check=False
         )
         return time.monotonic() - started
+
+    def _serial_since(self, offset: int, pattern: re.Pattern[str]) -> bool:
+        try:
+            with self.serial_log.open("rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return False
+        return pattern.search(ANSI.sub("", text)) is not None
 
     def serial_tail(self, lines: int = 60) -> str:
         try:

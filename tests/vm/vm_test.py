@@ -5,13 +5,21 @@ Phases (each timed, summary at the end):
 1. image    build or reuse the cached VM image (tests/vm/image.py)
 2. boot     a fresh overlay; KVM where it really works, else TCG; wait for SSH
 3. converge ansible-playbook playbooks/site.yml over SSH, exactly as on a server, with the vendor
-            binaries replaced by the test stand-ins (tests/sandbox/prepare_standins.py)
+            binaries replaced by the test stand-ins (tests/sandbox/prepare_standins.py). The first
+            attempt is cut off on purpose (ansible-playbook and its SSH connections killed, as when
+            a laptop loses the connection mid-deploy) while the services' venv is being filled;
+            a second run has to converge from whatever state that left.
 4. verify   the testinfra suite tests/vm/test_node.py over SSH
-5. reboot   reboot once; time until SSH and systemd are back; verify again
-6. rerun    site.yml again: 0 changed required
-7. destroy  poweroff over SSH, then qemu by its pid file (always, also on failure or Ctrl-C)
+5. faults   tests/vm/test_faults.py (Ollama killed mid-stream: systemd brings it back, the next
+            request works) and a models.yml run on a nearly full disk (clear failure, 0 changed)
+6. reboot   reboot once; time until SSH and systemd are back; verify again
+7. rerun    site.yml again: 0 changed required
+8. destroy  poweroff over SSH, then qemu by its pid file (always, also on failure or Ctrl-C)
+
+Converge and re-run times go to .cache/bench/provisioning.json for `make bench`.
 
     python -m tests.vm.vm_test [--playbook playbooks/site.yml] [--keep] [--skip-reboot]
+                               [--no-interrupt] [--skip-faults]
 """
 
 from __future__ import annotations
@@ -21,24 +29,37 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import yaml
 
-from tests.molecule_support import PlaybookRun, parse_recap
+from tests.molecule_support import PlaybookRun, changed_tasks, parse_recap
 from tests.vm.image import CACHE_ROOT, REPO, ImageError, ensure_image
 from tests.vm.machine import Vm, VmError
 
 HERE = Path(__file__).resolve().parent
 NODE_VARS = HERE / "node_vars.yml"
+PROVISIONING_JSON = REPO / ".cache" / "bench" / "provisioning.json"
+# Where the first converge is cut off: while pip fills the services' venv (half a venv on disk).
+INTERRUPT_AT = "TASK [ai_services : Install the package's dependencies"
+INTERRUPT_DELAY_S = 8.0
+# The disk-full fault: a model the stand-in registry has, and what is left free (GiB) below
+# node_vars' ollama_pull_min_free_gb.
+DISK_FULL_MODEL = "qwen2.5:0.5b"
+DISK_FULL_LEAVE_GIB = 0.5
+# ufw's `limit` rule for SSH: 6 new connections per 30 s per source address (+ a margin).
+SSH_LIMIT_WINDOW_S = 35.0
 STANDINS = REPO / "tests" / "sandbox" / "prepare_standins.py"
 HOSTNAME = "vm-test"
 # Where the testinfra suite finds the run's facts (ports, credentials); not AI_LOCAL_CORE_*: the
@@ -130,6 +151,8 @@ def ansible_env(run_dir: Path) -> dict[str, str]:
             # The VM is new every run: keep its facts out of the repository's fact cache.
             "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(run_dir / "facts"),
             "ANSIBLE_LOCAL_TEMP": str(run_dir / "ansible-tmp"),
+            # The run's own SSH control masters, so an interruption can cut them (see interrupt).
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(run_dir / "cp"),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -137,9 +160,20 @@ def ansible_env(run_dir: Path) -> dict[str, str]:
 
 
 def run_playbook(
-    playbook: Path, inventory: Path, extra: list[str], run_dir: Path, log_name: str
+    playbook: Path,
+    inventory: Path,
+    extra: list[str],
+    run_dir: Path,
+    log_name: str,
+    *,
+    interrupt_at: str | None = None,
 ) -> PlaybookRun:
-    """Run a playbook, streaming its output to the terminal and to run_dir/<log_name>."""
+    """Run a playbook, streaming its output to the terminal and to run_dir/<log_name>.
+
+    With interrupt_at, the run is killed INTERRUPT_DELAY_S seconds after a line starting with it
+    (ansible-playbook with SIGKILL, then its SSH control masters: the connection is gone as if
+    the network dropped). PlaybookRun.returncode is then the negative signal number.
+    """
     cmd = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i",
@@ -152,6 +186,7 @@ def run_playbook(
     log("$ " + " ".join(cmd))
     out_lines: list[str] = []
     logfile = run_dir / log_name
+    timer: threading.Timer | None = None
     with logfile.open("w", encoding="utf-8") as fh:
         proc = subprocess.Popen(
             cmd,
@@ -160,6 +195,7 @@ def run_playbook(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=interrupt_at is not None,
         )
         assert proc.stdout is not None
         try:
@@ -167,8 +203,14 @@ def run_playbook(
                 sys.stdout.write(line)
                 fh.write(line)
                 out_lines.append(line)
+                if interrupt_at and timer is None and line.startswith(interrupt_at):
+                    log(f"interrupting this run in {INTERRUPT_DELAY_S:.0f}s")
+                    timer = threading.Timer(INTERRUPT_DELAY_S, _cut_off, (proc, run_dir))
+                    timer.start()
             returncode = proc.wait()
         finally:
+            if timer is not None:
+                timer.cancel()
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -176,30 +218,51 @@ def run_playbook(
     return PlaybookRun(returncode, output, parse_recap(output))
 
 
+def _cut_off(proc: subprocess.Popen[str], run_dir: Path) -> None:
+    """Kill ansible-playbook (its whole process group) and the run's SSH control masters."""
+    log("cutting the run off: SIGKILL to ansible-playbook, SSH control masters closed")
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    close_ansible_masters(run_dir)
+
+
+def close_ansible_masters(run_dir: Path) -> None:
+    """Kill Ansible's SSH control masters of this run (after a cut-off or a reboot: a master of
+    the old connection would hang the next run in the banner exchange)."""
+    # A master's process title names its socket: "ssh: <run_dir>/cp/<hash> [mux]".
+    subprocess.run(["pkill", "-KILL", "-f", f"{run_dir / 'cp'}/"], check=False)
+
+
+def wait_until_quiet(vm: Vm, timeout: float = 900.0) -> float:
+    """Wait until no Ansible module runs on the VM (the cut-off one may go on to its end)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        # The bracket keeps pgrep from matching the shell that runs it.
+        res = vm.ssh("pgrep -fa '[A]nsiballZ' || true", timeout=30, check=False)
+        if res.returncode == 0 and not res.stdout.strip():
+            return time.monotonic() - started
+        time.sleep(5)
+    raise VmTestError(f"modules of the interrupted run still running after {timeout:.0f}s")
+
+
 def require_success(run: PlaybookRun, what: str, *, unchanged: bool = False) -> int:
     recap = run.recaps.get(HOSTNAME)
     if run.returncode != 0 or recap is None or recap.failed or recap.unreachable:
         raise VmTestError(f"{what} failed (exit {run.returncode}, recap {recap})")
     if unchanged and recap.changed != 0:
-        changed = [
-            line
-            for line in run.output.splitlines()
-            if line.startswith("changed:") or line.startswith("TASK [")
-        ]
-        # The TASK line before each changed: line names the task.
-        names = [
-            changed[i - 1] for i, line in enumerate(changed) if line.startswith("changed:") and i
-        ]
+        names = changed_tasks(run.output)
         raise VmTestError(f"{what}: {recap.changed} changed, 0 required:\n" + "\n".join(names[:40]))
     return recap.changed
 
 
-def run_testinfra(vm: Vm, context: Path, label: str) -> None:
+def run_testinfra(vm: Vm, context: Path, label: str, suite: str = "test_node.py") -> None:
     cmd = [
         sys.executable,
         "-m",
         "pytest",
-        str(HERE / "test_node.py"),
+        str(HERE / suite),
         "-q",
         "-p",
         "no:cacheprovider",
@@ -233,6 +296,61 @@ def write_context(run_dir: Path, standins: Path | None, playbook: Path) -> Path:
     return path
 
 
+def disk_full_fault(vm: Vm, inventory: Path, extra: list[str], run_dir: Path) -> str:
+    """Fill the models' disk up to DISK_FULL_LEAVE_GIB free; models.yml must refuse to pull."""
+    node_vars: dict[str, Any] = yaml.safe_load(NODE_VARS.read_text(encoding="utf-8")) or {}
+    models_dir = node_vars.get("ollama_models_dir", "/usr/share/ollama/.ollama/models")
+    fill = "/var/tmp/vm-test-disk-fill"
+    free = int(vm.ssh(f"df --output=avail -B1 {models_dir} | tail -1").stdout.strip())
+    size = free - int(DISK_FULL_LEAVE_GIB * 1024**3)
+    if size <= 0:
+        raise VmTestError(f"the VM disk has only {free} bytes free: cannot stage the fault")
+    vm.ssh(f"fallocate -l {size} {fill}")
+    try:
+        wanted = [*node_vars.get("ollama_models", []), {"name": DISK_FULL_MODEL}]
+        run = run_playbook(
+            REPO / "playbooks" / "models.yml",
+            inventory,
+            [*extra, "-e", json.dumps({"ollama_models": wanted})],
+            run_dir,
+            "disk-full.log",
+        )
+    finally:
+        vm.ssh(f"rm -f {fill}", check=False)
+    recap = run.recaps.get(HOSTNAME)
+    if run.returncode == 0 or recap is None or recap.failed != 1:
+        raise VmTestError(
+            f"models.yml on a full disk should fail once (exit {run.returncode}, {recap})"
+        )
+    if recap.changed != 0:
+        raise VmTestError(f"models.yml on a full disk changed {recap.changed} things, 0 expected")
+    if f"Not pulling {DISK_FULL_MODEL}" not in run.output:
+        raise VmTestError("models.yml on a full disk failed without the free-space message")
+    tags = vm.ssh("curl -fsS http://127.0.0.1:11434/api/tags").stdout
+    if DISK_FULL_MODEL in tags:
+        raise VmTestError(f"{DISK_FULL_MODEL} was pulled although the disk was full")
+    return "disk nearly full: models.yml stopped before pulling, 0 changed"
+
+
+def write_provisioning(timings: Timings, converge_phase: str, accel: str) -> None:
+    """The converge and no-op re-run times, for bench/run.py's provisioning section.
+
+    With the cut-off first attempt, the converge time is both attempts together (the work of one
+    full converge plus the second run's pass over what the first had done).
+    """
+    converge = timings.phases[converge_phase] + timings.phases.get("converge (cut off)", 0.0)
+    data = {
+        "converge_s": round(converge, 1),
+        "noop_rerun_s": round(timings.phases["re-run"], 1),
+        "host": f"vm-test: Debian 12 qemu VM ({accel}), 2 vCPU, controller {socket.gethostname()}",
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": "make vm-test (tests/vm/vm_test.py)",
+    }
+    PROVISIONING_JSON.parent.mkdir(parents=True, exist_ok=True)
+    PROVISIONING_JSON.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    log(f"provisioning figures written to {PROVISIONING_JSON.relative_to(REPO)}")
+
+
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(f"signal {signal.Signals(signum).name}")
 
@@ -248,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the VM running at the end")
     parser.add_argument("--skip-reboot", action="store_true", help="no reboot phase")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the image first")
+    parser.add_argument(
+        "--no-interrupt", action="store_true", help="converge in one go (no cut-off first attempt)"
+    )
+    parser.add_argument("--skip-faults", action="store_true", help="no fault phase")
     args = parser.parse_args(argv)
     playbook: Path = args.playbook.resolve()
     if not playbook.exists():
@@ -275,24 +397,61 @@ def main(argv: list[str] | None = None) -> int:
             vm.boot()
         inventory = run_dir / "inventory.yml"
         write_inventory(vm, inventory)
-        with timings.phase("converge"):
+        site = playbook.name == "site.yml"
+        if site and not args.no_interrupt:
+            with timings.phase("converge (cut off)"):
+                cut = run_playbook(
+                    playbook,
+                    inventory,
+                    extra,
+                    run_dir,
+                    "converge-cut.log",
+                    interrupt_at=INTERRUPT_AT,
+                )
+                if cut.returncode >= 0:
+                    raise VmTestError(
+                        f"the first converge was not cut off (exit {cut.returncode}): "
+                        f"no line starting with {INTERRUPT_AT!r}"
+                    )
+                quiet = wait_until_quiet(vm)
+            results.append(f"converge cut off while filling the venv; VM quiet after {quiet:.0f}s")
+        converge_phase = (
+            "converge"
+            if "converge (cut off)" not in timings.phases
+            else ("converge (after the interruption)")
+        )
+        with timings.phase(converge_phase):
             run = run_playbook(playbook, inventory, extra, run_dir, "converge.log")
             changed = require_success(run, "converge")
         results.append(f"converge: ok, {changed} changed")
         with timings.phase("verify"):
             run_testinfra(vm, context, "after converge")
         results.append("verify: passed")
+        if site and not args.skip_faults:
+            with timings.phase("faults"):
+                run_testinfra(vm, context, "faults", suite="test_faults.py")
+                results.append("faults: Ollama killed mid-stream, restarted by systemd")
+                results.append(disk_full_fault(vm, inventory, extra, run_dir))
         if not args.skip_reboot:
             with timings.phase("reboot"):
                 recovery = vm.reboot()
+                close_ansible_masters(run_dir)
             timings.phases["reboot recovery (to SSH + boot finished)"] = recovery
             with timings.phase("verify after reboot"):
                 run_testinfra(vm, context, "after reboot")
             results.append(f"reboot: back in {recovery:.0f}s, verify passed")
+        if not args.skip_reboot:
+            # ufw `limit`s SSH: a 7th new connection from one address within 30 s is dropped, and
+            # every connection here comes from the NAT's one address. The reboot's polling and
+            # the verify have just opened several; let the window pass before Ansible connects.
+            log(f"waiting {SSH_LIMIT_WINDOW_S:.0f}s for ufw's SSH rate-limit window to pass")
+            time.sleep(SSH_LIMIT_WINDOW_S)
         with timings.phase("re-run"):
             rerun = run_playbook(playbook, inventory, extra, run_dir, "rerun.log")
             require_success(rerun, "re-run", unchanged=True)
         results.append("re-run: ok, 0 changed")
+        if site:
+            write_provisioning(timings, converge_phase, vm.accel.upper() or "?")
         ok = True
     except (VmTestError, VmError, ImageError, OSError, subprocess.SubprocessError) as exc:
         log(f"FAILED: {exc}")

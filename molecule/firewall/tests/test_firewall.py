@@ -163,6 +163,8 @@ def test_ufw_enabled_with_default_deny(host: Any) -> None:
     assert "Default: deny (incoming), allow (outgoing)" in status
     assert "Logging: on (low)" in status
     assert host.service("ufw").is_enabled
+    # Active now, as after a reboot (Debian leaves it inactive until the next boot).
+    assert host.run("systemctl is-active ufw.service").stdout.strip() == "active"
 
 
 @pytest.mark.parametrize("tool", ["iptables", "ip6tables"])
