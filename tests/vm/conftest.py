@@ -1,6 +1,6 @@
-"""tests/vm/test_node.py runs only under ``python -m tests.vm.vm_test`` (against the VM over SSH).
+"""The suites under tests/vm/ run only under ``python -m tests.vm.vm_test`` (over SSH).
 
-Without the run's context, testinfra's ``host`` would be this machine: the suite is then not
+Without the run's context, testinfra's ``host`` would be this machine: the suites are then not
 collected at all (a plain ``pytest`` over tests/ skips the directory silently).
 """
 
@@ -8,4 +8,4 @@ from __future__ import annotations
 
 import os
 
-collect_ignore = [] if os.environ.get("VMTEST_CONTEXT") else ["test_node.py"]
+collect_ignore_glob = [] if os.environ.get("VMTEST_CONTEXT") else ["test_*.py"]
