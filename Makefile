@@ -104,15 +104,8 @@ integration: venv images ## Every Molecule scenario and make vm-test, MOLECULE_J
 	molecule/run-scenarios -j $(MOLECULE_JOBS) $(if $(filter 0,$(VM_TEST)),,vm-test) $(SCENARIOS)
 
 .PHONY: test
-test: venv ## Everything CI runs: lint + Python tests + Molecule scenarios and the VM test (stage times at the end)
-	@failed=""; summary=""; \
-	for stage in lint unit integration; do \
-	  start=$$(date +%s); echo "=== make $$stage"; \
-	  if $(MAKE) --no-print-directory $$stage; then r=ok; else r=FAILED; failed="$$failed $$stage"; fi; \
-	  summary="$$summary\n  $$stage: $$r in $$(( $$(date +%s) - start ))s"; \
-	done; \
-	echo -e "test stages:$$summary"; \
-	if [ -n "$$failed" ]; then echo "failed stages:$$failed"; exit 1; fi
+test: venv images ## Everything CI runs: lint, Python tests, Molecule scenarios, VM test; MOLECULE_JOBS at a time
+	molecule/run-scenarios -j $(MOLECULE_JOBS) $(if $(filter 0,$(VM_TEST)),,vm-test) lint unit $(SCENARIOS)
 
 .PHONY: demo-local
 demo-local: venv ## Demo the Python services on this machine (Ollama stand-in + API server, loopback)

@@ -19,7 +19,12 @@ from typing import Any
 import pytest
 import testinfra
 
-from tests.molecule_support import assert_check_mode_clean, run_playbook
+from tests.molecule_support import (
+    assert_check_mode_clean,
+    changed_tasks,
+    run_playbook,
+    scenario_playbook,
+)
 
 testinfra_hosts = ["ansible://targets"]
 
@@ -240,3 +245,25 @@ def test_bad_settings_stop_before_any_change(
     recap = run.recaps[BOOKWORM]
     assert (recap.failed, recap.changed) == (1, 0), run.output[-3000:]
     assert node(BOOKWORM).check_output("ufw show added") == before
+
+
+def test_policy_and_logging_changes_applied_and_only_then() -> None:
+    """The role skips `ufw default`/`ufw logging` when ufw already holds the value; a new
+    value must still be applied (and reported), and going back must too."""
+    converge = scenario_playbook()
+    changed = {"firewall : Set the default policies", "firewall : Set the logging level"}
+    wanted = {"firewall_default_incoming": "reject", "firewall_logging": "medium"}
+    try:
+        run = run_playbook(converge, "--limit", BOOKWORM, "-e", json.dumps(wanted))
+        assert run.returncode == 0, run.output[-3000:]
+        assert set(changed_tasks(run.output)) == changed, run.output[-3000:]
+        status = node(BOOKWORM).check_output("ufw status verbose")
+        assert "Default: reject (incoming), allow (outgoing)" in status, status
+        assert "Logging: on (medium)" in status, status
+    finally:
+        back = run_playbook(converge, "--limit", BOOKWORM)
+    assert back.returncode == 0, back.output[-3000:]
+    assert set(changed_tasks(back.output)) == changed, back.output[-3000:]
+    status = node(BOOKWORM).check_output("ufw status verbose")
+    assert "Default: deny (incoming), allow (outgoing)" in status, status
+    assert "Logging: on (low)" in status, status
