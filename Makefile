@@ -32,6 +32,7 @@ PLAYBOOK     = $(BIN)/ansible-playbook $(ANSIBLE_OPTS)
 MOLECULE_JOBS ?= 2
 # make test / make integration: 0 leaves out the qemu VM test (make vm-test).
 VM_TEST ?= 1
+VM_JOB       = $(if $(filter 0,$(VM_TEST)),,vm-test)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -101,11 +102,11 @@ molecule: venv images ## Run every Molecule scenario (SCENARIOS="base ..." to pi
 
 .PHONY: integration
 integration: venv images ## Every Molecule scenario and make vm-test, MOLECULE_JOBS side by side (VM_TEST=0: no VM)
-	molecule/run-scenarios -j $(MOLECULE_JOBS) $(if $(filter 0,$(VM_TEST)),,vm-test) $(SCENARIOS)
+	molecule/run-scenarios -j $(MOLECULE_JOBS) $(VM_JOB) $(SCENARIOS)
 
 .PHONY: test
 test: venv images ## Everything CI runs: lint, Python tests, Molecule scenarios, VM test; MOLECULE_JOBS at a time
-	molecule/run-scenarios -j $(MOLECULE_JOBS) $(if $(filter 0,$(VM_TEST)),,vm-test) lint unit $(SCENARIOS)
+	molecule/run-scenarios -j $(MOLECULE_JOBS) $(VM_JOB) lint unit $(SCENARIOS)
 
 .PHONY: demo-local
 demo-local: venv ## Demo the Python services on this machine (Ollama stand-in + API server, loopback)
