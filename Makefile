@@ -27,7 +27,15 @@ SANDBOX_VARS := $(if $(findstring inventories/sandbox,$(INVENTORY)),$(wildcard .
 ANSIBLE_OPTS = -i $(INVENTORY) $(if $(LIMIT),--limit '$(LIMIT)') \
   $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE)) \
   $(if $(SANDBOX_VARS),-e @$(SANDBOX_VARS))
-PLAYBOOK     = $(BIN)/ansible-playbook $(ANSIBLE_OPTS)
+# MITOGEN=1: the operator targets run Ansible with mitogen's `mitogen_linear` strategy (the
+# mitogen package in .venv): one Python per host for the whole run instead of one per task, a
+# no-op site.yml over SSH in a fraction of the time (docs/benchmarks.md). Off by default (plain
+# SSH with pipelining) until it is proven on every playbook and the VM (docs/operations.md).
+MITOGEN     ?= 0
+MITOGEN_ENV  = $(if $(filter 1,$(MITOGEN)),ANSIBLE_STRATEGY=mitogen_linear \
+  ANSIBLE_STRATEGY_PLUGINS="$$($(BIN)/python -c 'import ansible_mitogen, os; \
+  print(os.path.join(os.path.dirname(ansible_mitogen.__file__), "plugins", "strategy"))')")
+PLAYBOOK     = $(MITOGEN_ENV) $(BIN)/ansible-playbook $(ANSIBLE_OPTS)
 # Scenarios run side by side (their containers mostly wait on apt and systemd, not on the CPU).
 MOLECULE_JOBS ?= 2
 # make test / make integration: 0 leaves out the qemu VM test (make vm-test).
@@ -159,19 +167,20 @@ logs: venv ## Journal of one unit on the nodes (UNIT=ollama|ai-local-core-api|ng
 
 .PHONY: ssh
 ssh: venv ## Open a shell on the first host of LIMIT (or of INVENTORY)
-	@host="$$($(BIN)/ansible $(if $(LIMIT),'$(LIMIT)',llm_nodes) -i $(INVENTORY) --list-hosts | sed -n '2{s/^ *//;p}')"; \
+	@host="$$($(BIN)/ansible $(if $(LIMIT),'$(LIMIT)',llm_nodes) -i $(INVENTORY) --list-hosts | sed -n '2{s/^ *//;p;}')"; \
 	test -n "$$host" || { echo "no host matches $(if $(LIMIT),$(LIMIT),llm_nodes) in $(INVENTORY)"; exit 1; }; \
 	cmd="$$($(BIN)/ansible-inventory -i $(INVENTORY) $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE)) --host "$$host" | $(BIN)/python -c 'import json, shlex, sys; \
 	v = json.load(sys.stdin); h = v.get("ansible_host", sys.argv[1]); \
 	podman = v.get("ansible_connection", "").endswith("podman"); \
-	ssh = ["ssh"] + (["-p", str(v["ansible_port"])] if "ansible_port" in v else []) \
+	ssh = ["ssh"] + shlex.split(v.get("ansible_ssh_common_args", "")) \
+	  + (["-p", str(v["ansible_port"])] if "ansible_port" in v else []) \
 	  + (["-i", v["ansible_ssh_private_key_file"]] if "ansible_ssh_private_key_file" in v else []) \
 	  + [(v["ansible_user"] + "@" if "ansible_user" in v else "") + h]; \
 	print(shlex.join(["podman", "exec", "-it", h, "bash", "-l"] if podman else ssh))' "$$host")"; \
 	echo "$$cmd"; exec $$cmd
 
 .PHONY: vm-test
-vm-test: venv ## Debian 12 qemu VM: site.yml over SSH, verify, reboot, verify, re-run with 0 changed
+vm-test: venv ## Debian 12 qemu VM: site.yml over SSH (cut off, resumed), verify, faults, firewall from outside, reboot, verify
 	$(BIN)/python -m tests.vm.vm_test
 
 .PHONY: bench

@@ -174,20 +174,19 @@ def provisioning_lines(pv: dict[str, Any]) -> list[str]:
         "",
         "A converge needs a systemd host, which this loopback bench does not start: the figures"
         " come from the timings files the host runs write. `make demo` (the podman systemd"
-        " container of the sandbox) writes `.cache/bench/provisioning-sandbox.json`: the goal"
+        " container of the sandbox, reached over SSH with pipelining like a server) writes"
+        " `.cache/bench/provisioning-sandbox.json`, with the no-op run's task count: the goal"
         ' "no-op re-run < 20 s on one container host" is judged on it; its full converge is'
         " recorded only when the run created the container. `make vm-test` (a Debian 12 qemu"
         " VM over SSH) writes `.cache/bench/provisioning.json`: shown for information only, a"
         " VM is not the container host the goal names, and without KVM qemu emulates the CPU"
         " (TCG, about 10x slower; the host column says which).",
         "",
-        "Why the no-op goal is missed: a no-op re-run still evaluates every task of the stack"
-        " (about 175 that run, each reporting ok), and each costs a round trip to the host and a"
-        " module run there. Against the sandbox, Ansible's podman connection does not pipeline,"
-        " so a task is several `podman exec` calls (about 0.15 s each on this machine) plus the"
-        " module itself: about 1.5-2 s per task, 20 s is out of reach at this task count. Over"
-        " SSH with pipelining and ControlPersist (a real server) a task costs a fraction of"
-        " that. Reaching 20 s would take fewer, coarser tasks, not a faster machine.",
+        "What a no-op run costs: it still evaluates every task of the stack (the task count"
+        " column: task banners, skipped ones included), and each task that runs costs a round"
+        " trip to the host and a module start there (over SSH with pipelining and"
+        " ControlPersist, as on a server). The way to the goal is fewer, coarser tasks, not a"
+        " faster machine.",
         "",
     ]
     sources = provisioning_sources(pv)
@@ -195,19 +194,20 @@ def provisioning_lines(pv: dict[str, Any]) -> list[str]:
         out += ["**Not measured in this run.** Run `make demo` first.", ""]
         return out
     out += [
-        "| source | host | measured at | full converge | no-op re-run | note |",
-        "|---|---|---|---|---|---|",
+        "| source | host | measured at | full converge | no-op re-run | no-op tasks | note |",
+        "|---|---|---|---|---|---|---|",
     ]
     for src in sources:
         label = src.get("label") or src.get("kind")
         if not src.get("measured"):
-            out.append(f"| {label} | - | - | - | - | not measured: {src.get('note') or ''} |")
+            out.append(f"| {label} | - | - | - | - | - | not measured: {src.get('note') or ''} |")
             continue
         origin = src.get("source") or "no source given"
         note = "; ".join(str(n) for n in (origin, src.get("note")) if n)
         out.append(
             f"| {label} | {src.get('host') or '-'} | {src.get('measured_at') or '-'} |"
             f" {_fmt(src.get('converge_s'), ' s', 1)} | {_fmt(src.get('noop_rerun_s'), ' s', 1)}"
+            f" | {src.get('noop_tasks') if src.get('noop_tasks') is not None else '-'}"
             f" | {note} (`{_repo_path(src.get('source_file'))}`) |"
         )
     out.append("")

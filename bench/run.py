@@ -391,7 +391,16 @@ PROVISIONING_SOURCES = {
     "sandbox": ("container sandbox", "make demo"),
     "vm": ("qemu VM", "make vm-test"),
 }
-PROVISIONING_KEYS = ("converge_s", "noop_rerun_s", "host", "measured_at", "source", "fresh")
+PROVISIONING_KEYS = (
+    "converge_s",
+    "noop_rerun_s",
+    "noop_tasks",
+    "noop_rerun_mitogen_s",
+    "host",
+    "measured_at",
+    "source",
+    "fresh",
+)
 
 
 def _seconds(value: object, path: Path, key: str) -> float | None:
@@ -418,8 +427,12 @@ def read_timings(path: Path, kind: str) -> dict[str, Any]:
         raise ValueError(f"{path}: not a JSON object")
     entry: dict[str, Any] = {"kind": kind, "label": label, "measured": True}
     entry |= {"source_file": str(path)} | {k: data.get(k) for k in PROVISIONING_KEYS}
-    for key in ("converge_s", "noop_rerun_s"):
+    for key in ("converge_s", "noop_rerun_s", "noop_rerun_mitogen_s"):
         entry[key] = _seconds(data.get(key), path, key)
+    tasks = data.get("noop_tasks")
+    if tasks is not None and (isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 0):
+        raise ValueError(f"{path}: noop_tasks is {tasks!r}, not a task count")
+    entry["noop_tasks"] = tasks
     if entry["converge_s"] is None and entry.get("fresh") is False:
         entry["note"] = "no full-converge figure: the run reused an existing container"
     return entry
@@ -446,7 +459,14 @@ def provisioning_goal(pv: dict[str, Any] | None) -> tuple[float | None, bool | N
         )
     if sandbox.get("measured") and sandbox.get("noop_rerun_s") is not None:
         value = float(sandbox["noop_rerun_s"])
-        note = f"{sandbox.get('host') or 'host not given'}, measured {sandbox.get('measured_at')}"
+        tasks, mitogen = sandbox.get("noop_tasks"), sandbox.get("noop_rerun_mitogen_s")
+        note = "".join(
+            [
+                f"{tasks} tasks; " if tasks is not None else "",
+                f"with mitogen_linear {mitogen:.1f} s; " if mitogen is not None else "",
+                f"{sandbox.get('host') or 'host not given'}, measured {sandbox.get('measured_at')}",
+            ]
+        )
         return value, value < GOAL_NOOP_RERUN_S, f"{note}; {vm_note}" if vm_note else note
     name = Path(str(sandbox.get("source_file") or PROVISIONING_SANDBOX_JSON)).name
     note = f"no container-host figure: run `make demo` first (it writes {name})"

@@ -6,6 +6,7 @@ scenario's tests import this module as ``tests.molecule_support``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -93,3 +94,12 @@ def assert_check_mode_clean(playbook: str | Path | None = None) -> PlaybookRun:
             f"check mode on a converged host reports changes: {recap}\n{tail}"
         )
     return run
+
+
+def mitogen_env() -> dict[str, str] | None:
+    """Ansible settings for mitogen's strategy (as `make ... MITOGEN=1`), None without mitogen."""
+    spec = importlib.util.find_spec("ansible_mitogen")
+    if spec is None or spec.origin is None:
+        return None
+    strategies = Path(spec.origin).parent / "plugins" / "strategy"
+    return {"ANSIBLE_STRATEGY": "mitogen_linear", "ANSIBLE_STRATEGY_PLUGINS": str(strategies)}

@@ -1,9 +1,11 @@
 """`make demo` / `make demo-down`: the whole stack on a local sandbox host, with stand-ins.
 
 ``make demo`` starts (or reuses) the podman systemd container ``ai-local-core-sandbox`` from the
-Debian 12 test-host image, builds the vendor stand-ins (tests/sandbox/prepare_standins.py), runs
-``playbooks/site.yml`` against ``inventories/sandbox`` exactly as against a real server, except
-that the stand-ins replace Ollama, cloudflared and tailscale (announced loudly), and then shows
+Debian 12 test-host image, with its sshd published on 127.0.0.1:SSH_PORT and a root key made for
+it (``.cache/sandbox/id_ed25519``, the client settings in ``.cache/sandbox/ssh_config``), builds
+the vendor stand-ins (tests/sandbox/prepare_standins.py), runs ``playbooks/site.yml`` against
+``inventories/sandbox`` over SSH with pipelining, exactly as against a real server, except that
+the stand-ins replace Ollama, cloudflared and tailscale (announced loudly), and then shows
 it working from inside the container: an authenticated completion through the gateway, a refused
 unauthenticated one (401 JSON) and the status table. After the first site.yml run it runs
 site.yml once more and requires 0 changed (its output, with the task times:
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.molecule_support import changed_tasks, parse_recap
+from tests.molecule_support import changed_tasks, mitogen_env, parse_recap
 from tests.sandbox.prepare_standins import STANDIN_BANNER
 from tests.sandbox.prepare_standins import main as prepare_standins
 
@@ -38,8 +40,14 @@ CONTAINER = "ai-local-core-sandbox"
 IMAGE = "localhost/ai-local-core-bookworm:latest"
 INVENTORY = REPO / "inventories" / "sandbox" / "hosts.yml"
 STANDINS_DIR = REPO / ".cache" / "sandbox"
+# sshd of the sandbox, published on the controller's loopback; inventories/sandbox/hosts.yml
+# reaches it through SSH_CONFIG (written here), as `make deploy` reaches a server.
+SSH_PORT = 22022
+SSH_KEY = STANDINS_DIR / "id_ed25519"
+SSH_CONFIG = STANDINS_DIR / "ssh_config"
 PROVISIONING_JSON = REPO / ".cache" / "bench" / "provisioning-sandbox.json"
 RERUN_LOG = STANDINS_DIR / "site-rerun.log"
+RERUN_MITOGEN_LOG = STANDINS_DIR / "site-rerun-mitogen.log"
 SOURCE = "make demo (tests/sandbox/demo.py)"
 GATEWAY = "http://127.0.0.1:8080"
 COMPLETION_PATH = "/api/generate"
@@ -69,6 +77,11 @@ class SiteRun:
     changed: int
     seconds: float
     output: str
+
+    @property
+    def tasks(self) -> int:
+        """Tasks the run went through (each task banner once; skipped ones included)."""
+        return sum(1 for line in self.output.splitlines() if line.startswith("TASK ["))
 
 
 def banner(text: str) -> None:
@@ -121,6 +134,11 @@ def ensure_container() -> bool:
     if not podman("images", "-q", IMAGE, check=False):
         raise DemoError(f"image {IMAGE} is missing: run `make images`")
     state = container_state()
+    if state and ":22" not in podman("port", CONTAINER, check=False):
+        raise DemoError(
+            f"the existing container {CONTAINER} publishes no SSH port (made by an older "
+            "`make demo`): run `make demo-down`, then `make demo`"
+        )
     fresh = not state
     if state == "running":
         print(f"reusing the running sandbox container {CONTAINER}")
@@ -139,14 +157,71 @@ def ensure_container() -> bool:
             "--privileged",
             "--systemd",
             "always",
+            "--publish",
+            f"127.0.0.1:{SSH_PORT}:22",
             IMAGE,
             "/sbin/init",
         )
     wait_for_systemd()
+    enable_ssh()
     return fresh
 
 
-def run_site(standins: Path, extra: list[str], *, stream: bool = True) -> SiteRun:
+def enable_ssh() -> None:
+    """Root logs in with the sandbox's own key; sshd runs; the client config points at it."""
+    STANDINS_DIR.mkdir(parents=True, exist_ok=True)
+    if not SSH_KEY.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", CONTAINER, "-f", str(SSH_KEY)],
+            check=True,
+        )
+    pubkey = SSH_KEY.with_suffix(".pub").read_text(encoding="utf-8")
+    podman(
+        "exec",
+        "-i",
+        CONTAINER,
+        "sh",
+        "-c",
+        "umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys && "
+        "systemctl enable --now ssh >/dev/null 2>&1",
+        stdin=pubkey,
+    )
+    SSH_CONFIG.write_text(
+        f"""# Written by `make demo` (tests/sandbox/demo.py): the sandbox container's sshd.
+Host {CONTAINER}
+  HostName 127.0.0.1
+  Port {SSH_PORT}
+  User root
+  IdentityFile {SSH_KEY}
+  IdentitiesOnly yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+""",
+        encoding="utf-8",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        res = subprocess.run(
+            ["ssh", "-F", str(SSH_CONFIG), "-o", "ConnectTimeout=5", CONTAINER, "true"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if res.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise DemoError(f"the sandbox's sshd did not answer on {SSH_PORT}: {res.stderr}")
+        time.sleep(1)
+
+
+def run_site(
+    standins: Path,
+    extra: list[str],
+    *,
+    stream: bool = True,
+    env_extra: dict[str, str] | None = None,
+) -> SiteRun:
     """Run site.yml (its output streamed, or only kept); returns the recap's changed count."""
     cmd = [
         str(Path(sys.executable).parent / "ansible-playbook"),
@@ -158,7 +233,9 @@ def run_site(standins: Path, extra: list[str], *, stream: bool = True) -> SiteRu
         *extra,
     ]
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false")
-    print("$ ansible-playbook " + " ".join(cmd[1:]), flush=True)
+    env.update(env_extra or {})
+    shown = " ".join(f"{k}=..." for k in env_extra or {})
+    print(f"$ {shown}{' ' if shown else ''}ansible-playbook " + " ".join(cmd[1:]), flush=True)
     started = time.monotonic()
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -184,39 +261,51 @@ def run_site(standins: Path, extra: list[str], *, stream: bool = True) -> SiteRu
     return SiteRun(recap.changed, took, output)
 
 
-def rerun_site(standins: Path, extra: list[str]) -> SiteRun:
+def rerun_site(
+    standins: Path, extra: list[str], *, env_extra: dict[str, str] | None = None
+) -> SiteRun:
     """Run site.yml again on the converged sandbox: it must change nothing."""
-    print("\nre-running site.yml on the converged sandbox (it must change nothing) ...", flush=True)
-    run = run_site(standins, extra, stream=False)
-    RERUN_LOG.parent.mkdir(parents=True, exist_ok=True)
-    RERUN_LOG.write_text(run.output, encoding="utf-8")  # its task times (profile_tasks)
+    how = "with mitogen's strategy" if env_extra else "over plain SSH"
+    log = RERUN_MITOGEN_LOG if env_extra else RERUN_LOG
+    print(f"\nre-running site.yml {how} (it must change nothing) ...", flush=True)
+    run = run_site(standins, extra, stream=False, env_extra=env_extra)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(run.output, encoding="utf-8")  # its task times (profile_tasks)
     if run.changed:
         tasks = changed_tasks(run.output)
         listing = "\n".join(f"  - {name}" for name in tasks) or "  (no task names found)"
         raise DemoError(
             f"the re-run of site.yml changed {run.changed} things, 0 required "
-            f"(output: {RERUN_LOG.relative_to(REPO)}); changed tasks:\n{listing}"
+            f"(output: {log.relative_to(REPO)}); changed tasks:\n{listing}"
         )
-    print(f"re-run (no-op): {run.seconds:.0f} s, changed=0")
+    print(f"re-run (no-op, {how}): {run.seconds:.0f} s, {run.tasks} tasks, changed=0")
     return run
 
 
 def host_description() -> str:
     return (
-        f"podman systemd container {CONTAINER} ({IMAGE}), controller {socket.gethostname()}, "
+        f"podman systemd container {CONTAINER} ({IMAGE}) over SSH with pipelining, "
+        f"controller {socket.gethostname()}, "
         f"{os.cpu_count()} CPUs shared with the controller, 1-min load average "
         f"{os.getloadavg()[0]:.1f} after the re-run"
     )
 
 
 def provisioning_record(
-    converge: SiteRun, rerun: SiteRun, *, fresh: bool, extra: list[str]
+    converge: SiteRun,
+    rerun: SiteRun,
+    *,
+    fresh: bool,
+    extra: list[str],
+    mitogen: SiteRun | None = None,
 ) -> dict[str, object]:
     """The timings for bench/run.py; the converge figure only from a newly created container."""
     source = SOURCE if not extra else f"{SOURCE}, ansible-playbook args: {' '.join(extra)}"
     return {
         "converge_s": round(converge.seconds, 1) if fresh else None,
         "noop_rerun_s": round(rerun.seconds, 1),
+        "noop_tasks": rerun.tasks,
+        "noop_rerun_mitogen_s": round(mitogen.seconds, 1) if mitogen else None,
         "host": host_description(),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": source,
@@ -292,7 +381,11 @@ def demo(extra: list[str]) -> int:
     )
     converge = run_site(standins, extra)
     rerun = rerun_site(standins, extra)
-    write_provisioning(provisioning_record(converge, rerun, fresh=fresh, extra=extra))
+    env = mitogen_env()
+    mitogen = rerun_site(standins, extra, env_extra=env) if env else None
+    write_provisioning(
+        provisioning_record(converge, rerun, fresh=fresh, extra=extra, mitogen=mitogen)
+    )
     data = yaml.safe_load(standins.read_text(encoding="utf-8"))
     api_key = str(data["gateway_api_keys"][0]["key"])
 

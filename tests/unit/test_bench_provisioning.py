@@ -19,6 +19,7 @@ from bench import run as bench_run
 SANDBOX = {
     "converge_s": 412.3,
     "noop_rerun_s": 14.2,
+    "noop_tasks": 120,
     "host": "podman systemd container ai-local-core-sandbox",
     "measured_at": "2026-11-24T13:30:00+00:00",
     "source": "make demo (tests/sandbox/demo.py)",
@@ -65,6 +66,14 @@ def test_both_sources_are_read_with_their_origin(tmp_path: Path) -> None:
     assert sandbox["source"] == SANDBOX["source"] and vm["source"] == VM["source"]
     assert sandbox["source_file"].endswith("provisioning-sandbox.json")
     assert sandbox["fresh"] is True and vm["fresh"] is None
+    assert sandbox["noop_tasks"] == 120 and vm["noop_tasks"] is None
+
+
+def test_task_count_is_shown_beside_the_goal_and_in_the_table(tmp_path: Path) -> None:
+    pv = section(tmp_path, SANDBOX, VM)
+    assert "120 tasks" in goal_of(pv)["note"]
+    rows = [line for line in report.provisioning_lines(pv) if line.startswith("| container")]
+    assert rows and "| 14.2 s | 120 |" in rows[0], rows
 
 
 def test_goal_is_judged_on_the_container_not_the_vm(tmp_path: Path) -> None:
@@ -114,8 +123,13 @@ def test_reused_container_has_no_converge_but_still_judges_the_rerun(tmp_path: P
 
 @pytest.mark.parametrize(
     "bad",
-    [[1, 2], SANDBOX | {"noop_rerun_s": "fast"}, SANDBOX | {"converge_s": -1}],
-    ids=["not-an-object", "text-seconds", "negative-seconds"],
+    [
+        [1, 2],
+        SANDBOX | {"noop_rerun_s": "fast"},
+        SANDBOX | {"converge_s": -1},
+        SANDBOX | {"noop_tasks": "many"},
+    ],
+    ids=["not-an-object", "text-seconds", "negative-seconds", "text-tasks"],
 )
 def test_malformed_timings_are_refused(tmp_path: Path, bad: object) -> None:
     path = write(tmp_path / "provisioning-sandbox.json", bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.run import PROVISIONING_KEYS
 from tests.molecule_support import changed_tasks
 from tests.sandbox import demo
 
@@ -48,7 +49,13 @@ def test_record_of_a_new_container_has_the_converge_time() -> None:
     assert record["fresh"] is True
     assert record["source"] == demo.SOURCE
     assert demo.CONTAINER in str(record["host"]) and demo.IMAGE in str(record["host"])
-    assert set(record) == {"converge_s", "noop_rerun_s", "host", "measured_at", "source", "fresh"}
+    # The record is exactly what the bench reads (bench/run.py).
+    assert set(record) == set(PROVISIONING_KEYS)
+    assert record["noop_rerun_mitogen_s"] is None
+    with_mitogen = demo.provisioning_record(
+        run(401.0), run(12.0), fresh=True, extra=[], mitogen=run(5.04)
+    )
+    assert with_mitogen["noop_rerun_mitogen_s"] == 5.0
 
 
 def test_record_of_a_reused_container_has_no_converge_time() -> None:

@@ -95,8 +95,25 @@ FILES: dict[str, str] = {
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n"
     ),
 }
+# Readiness the image guarantees (tests/vm/machine.py waits for it): once sshd of this boot is up
+# (ssh.service is Type=notify: "started" means it accepts connections), one line with the boot id
+# on the serial console. systemd's own status lines are not a promise (they are rate-limited and
+# dropped under load).
+READY_MARKER = "ai-local-core-vm-ready"
+FILES["etc/systemd/system/vm-test-ready.service"] = f"""\
+[Unit]
+Description=Tell the vm-test harness on the serial console that sshd is up
+After=ssh.service
+Wants=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c \\
+  'echo "{READY_MARKER} boot_id=$(cat /proc/sys/kernel/random/boot_id)" >/dev/ttyS0'
+"""
 # Units enabled in the image (name -> the target that wants it).
 ENABLED_UNITS = {
+    "vm-test-ready.service": "multi-user.target",
     "systemd-networkd.service": "multi-user.target",
     "systemd-networkd.socket": "sockets.target",
     "systemd-resolved.service": "multi-user.target",
@@ -193,7 +210,8 @@ def _configure_rootfs(root: Path, pubkey: str) -> None:
         wants.mkdir(parents=True, exist_ok=True)
         link = wants / unit
         link.unlink(missing_ok=True)
-        link.symlink_to(f"/lib/systemd/system/{unit}")
+        own = f"etc/systemd/system/{unit}" in FILES
+        link.symlink_to(f"/{'etc' if own else 'lib'}/systemd/system/{unit}")
     resolv = root / "etc/resolv.conf"
     resolv.unlink(missing_ok=True)
     resolv.symlink_to("/run/systemd/resolve/stub-resolv.conf")

@@ -16,19 +16,22 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.vm.image import Image
+from tests.vm.image import READY_MARKER, Image
 
 MEMORY_MIB = 2560
 CPUS = 2
-# Seconds to wait for SSH after the start (TCG boots in ~25 s on 2 slow cores; shared machines
-# are slower) and for a KVM attempt before falling back to TCG.
+# Seconds to wait for SSH after the start (TCG boots in ~25 s on 2 slow cores) and for a KVM
+# attempt before falling back to TCG: on an idle machine. Deadlines stretch with the host's load
+# (see Deadline): on a 2-core machine running two other jobs the guest gets a third of the CPU.
 SSH_TIMEOUT_TCG = 240.0
 SSH_TIMEOUT_KVM = 90.0
-# On the serial console (systemd.show_status=1): sshd of the new boot is up.
-SSHD_STARTED = re.compile(r"Started ssh\.service")
+# At most this many times the idle deadline, however loaded the host.
+MAX_LOAD_FACTOR = 4.0
+# The image's vm-test-ready.service prints this line with the boot id once sshd of that boot is up.
+READY_LINE = re.compile(READY_MARKER + r" boot_id=([0-9a-f-]{36})")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Between SSH attempts after a reboot: ufw `limit`s SSH to 6 new connections per 30 s per
 # address, and every attempt here comes from the NAT's one address.
@@ -67,6 +70,43 @@ def kvm_candidate() -> tuple[bool, str]:
     return True, "vmx/svm present and /dev/kvm accessible"
 
 
+def load_factor() -> float:
+    """How much slower than idle this host runs now: 1-minute load per CPU, 1 to MAX_LOAD_FACTOR."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 1.0
+    return min(MAX_LOAD_FACTOR, max(1.0, load / (os.cpu_count() or 1)))
+
+
+class Deadline:
+    """A deadline of ``base`` seconds on an idle host, stretched by the highest load seen while
+    waiting (checked on every poll): a loaded CI machine does not fail a slow, healthy boot."""
+
+    def __init__(self, base: float) -> None:
+        self.base = base
+        self.started = time.monotonic()
+        self.factor = load_factor()
+
+    @property
+    def seconds(self) -> float:
+        return self.base * self.factor
+
+    def passed(self) -> bool:
+        self.factor = max(self.factor, load_factor())
+        return time.monotonic() - self.started > self.seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.started + self.seconds - time.monotonic())
+
+    def describe(self) -> str:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        return (
+            f"{self.seconds:.0f}s (base {self.base:.0f}s x load factor {self.factor:.1f}; "
+            f"host load {load})"
+        )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -84,6 +124,9 @@ class Vm:
     accel: str = ""
     pid: int | None = None
     boot_seconds: float = 0.0
+    # Guest TCP ports forwarded besides SSH; ``forwards`` maps each to its port on 127.0.0.1.
+    guest_ports: tuple[int, ...] = ()
+    forwards: dict[int, int] = field(default_factory=dict)
 
     @property
     def overlay(self) -> Path:
@@ -159,21 +202,45 @@ class Vm:
             timeout=10,
         )
 
-    def wait_ssh(self, timeout: float) -> float:
-        """Wait until root runs a command over SSH; return the seconds it took."""
-        started = time.monotonic()
-        deadline = started + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise VmError("qemu exited before SSH answered")
+    def wait_ssh(self, timeout: float, *, after_boot_id: str | None = None) -> float:
+        """Wait for the image's ready line on the serial console (of a boot other than
+        ``after_boot_id``), then until root runs a command over SSH; return the seconds it took.
+
+        The serial console is watched, not SSH knocked at: the node's firewall rate-limits SSH
+        (ufw `limit`, 6 new connections per 30 s), and attempts made while it boots would count
+        against it and lock the test out for the next half minute.
+        """
+        deadline = Deadline(timeout)
+        while True:
+            boot_id = self.ready_boot_id()
+            if boot_id is not None and boot_id != after_boot_id:
+                break
+            self._check_waiting(deadline, "no ready line (sshd up) on the serial console")
+            time.sleep(1)
+        while True:
             try:
-                res = self.ssh("true", timeout=15, check=False)
+                res = self.ssh("cat /proc/sys/kernel/random/boot_id", timeout=20, check=False)
             except VmError:
                 res = None
-            if res is not None and res.returncode == 0:
-                return time.monotonic() - started
-            time.sleep(2)
-        raise VmError(f"SSH did not answer within {timeout:.0f}s")
+            if res is not None and res.returncode == 0 and res.stdout.strip() == boot_id:
+                return time.monotonic() - deadline.started
+            self._check_waiting(deadline, f"the ready boot {boot_id} did not answer over SSH")
+            time.sleep(REBOOT_SSH_INTERVAL_S)
+
+    def _check_waiting(self, deadline: Deadline, what: str) -> None:
+        if not self.alive():
+            raise VmError(f"qemu exited while waiting: {what}")
+        if deadline.passed():
+            raise VmError(f"{what} within {deadline.describe()}")
+
+    def ready_boot_id(self) -> str | None:
+        """The boot id of the last ready line on the serial console, if any."""
+        try:
+            text = self.serial_log.read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            return None
+        found = READY_LINE.findall(ANSI.sub("", text))
+        return found[-1] if found else None
 
     # --- lifecycle ---------------------------------------------------------------------------
     def alive(self) -> bool:
@@ -210,7 +277,10 @@ class Vm:
             "-drive",
             f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
             "-netdev",
-            f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            ",".join(
+                [f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22"]
+                + [f"hostfwd=tcp:127.0.0.1:{h}-:{g}" for g, h in self.forwards.items()]
+            ),
             "-device",
             "virtio-net-pci,netdev=net0,romfile=",
             "-device",
@@ -244,6 +314,7 @@ class Vm:
             check=True,
         )
         self.port = free_port()
+        self.forwards = {guest: free_port() for guest in self.guest_ports}
         self.write_ssh_config()
         res = subprocess.run(self._qemu_argv(accel), capture_output=True, text=True, check=False)
         if res.returncode != 0:
@@ -281,61 +352,43 @@ class Vm:
         log(f"accelerator: TCG; SSH answered after {self.boot_seconds:.1f}s")
 
     def reboot(self, timeout: float = SSH_TIMEOUT_TCG) -> float:
-        """Reboot the guest; return the seconds until systemd reports the boot finished.
-
-        The wait watches the serial console for the new boot's sshd instead of knocking with SSH:
-        the node's firewall rate-limits SSH (ufw `limit`), and attempts made while it boots
-        would count against it, and lock the test out for the next half minute.
-        """
+        """Reboot the guest; return the seconds until SSH and systemd of the new boot are up."""
         old_boot_id = self.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
-        mark = self.serial_log.stat().st_size if self.serial_log.exists() else 0
         started = time.monotonic()
         # --no-block: the command returns before the connection drops (ssh may still see it
         # torn down, or hang until the keepalive gives up: both are fine here).
         with contextlib.suppress(VmError):
             self.ssh("systemctl --no-block reboot", check=False, timeout=30)
         self.close_master()
-        deadline = started + timeout
-        while not self._serial_since(mark, SSHD_STARTED):
-            if time.monotonic() > deadline:
-                raise VmError(f"no new boot with sshd on the serial console within {timeout:.0f}s")
-            if not self.alive():
-                raise VmError("qemu exited during the reboot")
-            time.sleep(2)
-        while True:
-            try:
-                res = self.ssh("cat /proc/sys/kernel/random/boot_id", timeout=20, check=False)
-            except VmError:
-                res = None
-            if (
-                res is not None
-                and res.returncode == 0
-                and res.stdout.strip()
-                not in (
-                    "",
-                    old_boot_id,
-                )
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise VmError(f"the VM did not come back over SSH within {timeout:.0f}s")
-            if not self.alive():
-                raise VmError("qemu exited during the reboot")
-            time.sleep(REBOOT_SSH_INTERVAL_S)
-        remaining = max(10.0, deadline - time.monotonic())
+        self.wait_ssh(timeout, after_boot_id=old_boot_id)
+        remaining = max(30.0, Deadline(timeout).seconds - (time.monotonic() - started))
         self.ssh(
             "systemctl is-system-running --wait >/dev/null || true", timeout=remaining, check=False
         )
         return time.monotonic() - started
 
-    def _serial_since(self, offset: int, pattern: re.Pattern[str]) -> bool:
-        try:
-            with self.serial_log.open("rb") as fh:
-                fh.seek(offset)
-                text = fh.read().decode("utf-8", errors="replace")
-        except OSError:
-            return False
-        return pattern.search(ANSI.sub("", text)) is not None
+    def diagnose(self) -> str:
+        """What the VM was doing, for a failure report: host load, qemu's state, the guest's
+        pending systemd jobs and failed units (if SSH still answers), the serial console's end."""
+        parts = [
+            f"host load {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+        ]
+        parts.append(f"qemu pid {self.pid}: {'running' if self.alive() else 'gone'}")
+        if self.alive():
+            try:
+                res = self.ssh(
+                    "systemctl is-system-running; systemctl list-jobs --no-pager | head -20; "
+                    "systemctl --failed --no-legend --no-pager",
+                    timeout=20,
+                    check=False,
+                )
+                parts.append(
+                    "guest systemd (over SSH):\n" + (res.stdout.strip() or res.stderr.strip())
+                )
+            except VmError as exc:
+                parts.append(f"guest not reachable over SSH: {exc}")
+        parts.append(f"serial console ({self.serial_log}), last lines:\n{self.serial_tail()}")
+        return "\n".join(parts)
 
     def serial_tail(self, lines: int = 60) -> str:
         try:

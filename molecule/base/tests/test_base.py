@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.molecule_support import assert_check_mode_clean
-
 ESSENTIALS = ["curl", "ca-certificates", "zstd", "jq", "pciutils", "systemd-timesyncd"]
 
 
@@ -84,7 +82,3 @@ def test_layout(host):
         assert f.user == "root"
         assert f.group == "ai-local-core"
         assert f.mode == 0o750
-
-
-def test_check_mode_reports_no_changes():
-    assert_check_mode_clean()

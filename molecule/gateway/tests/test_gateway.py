@@ -24,7 +24,6 @@ import yaml
 
 from tests.molecule_support import (
     PlaybookRun,
-    assert_check_mode_clean,
     run_playbook,
     scenario_playbook,
 )
@@ -523,7 +522,3 @@ def test_bad_credential_is_refused_by_name_without_showing_it():
     assert "API key of laptop: must be 32 to 256 characters" in run.output, run.output[-3000:]
     assert secret not in run.output
     assert run.recaps and all(r.failed == 1 and r.changed == 0 for r in run.recaps.values())
-
-
-def test_check_mode_reports_no_changes():
-    assert_check_mode_clean()

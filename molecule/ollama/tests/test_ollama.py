@@ -6,7 +6,7 @@ import json
 import shlex
 from typing import Any
 
-from tests.molecule_support import assert_check_mode_clean, run_playbook, scenario_playbook
+from tests.molecule_support import run_playbook, scenario_playbook
 
 VERSION = "0.90.0"
 API = "http://127.0.0.1:11434"
@@ -127,10 +127,6 @@ def test_preloaded_model_is_pinned(host):
     assert "tinyllama:latest" in loaded
     # keep_alive -1: pinned until the next restart.
     assert loaded["tinyllama:latest"]["expires_at"] > "2100"
-
-
-def test_check_mode_reports_no_changes():
-    assert_check_mode_clean()
 
 
 def test_absent_model_is_removed_and_that_is_the_only_change():

@@ -368,7 +368,16 @@ def test_state_absent_removes_everything(tmp_path: Path) -> None:
         assert host.run("ip link show tailscale0").rc != 0
         assert host.run("pgrep -f '[c]loudflared|[t]ailscaled'").rc == 1
         assert "20241" not in host.check_output("ss -Htln")
-    # Removing what is already gone changes nothing (one host is enough to show it).
+    # Removing what is already gone changes nothing, and costs one marker check per role; a
+    # tunnel set up by hand (no marker of this role) is left alone (one host shows both).
+    bookworm = node(BOOKWORM)
+    bookworm.check_output("mkdir -p /etc/cloudflared /etc/tailscale")
+    bookworm.check_output("echo 'tunnel: by-hand' > /etc/cloudflared/config.yml")
     again = play("absent.yml", limit=BOOKWORM, tmp=tmp_path)
     assert again.returncode == 0, again.output[-4000:]
     assert again.recaps[BOOKWORM].changed == 0, again.output[-4000:]
+    # Per role: the argument spec, the unknown-variable check and the marker's stat, nothing else.
+    assert again.recaps[BOOKWORM].ok == 6, again.output[-4000:]
+    assert bookworm.file("/etc/cloudflared/config.yml").exists
+    assert bookworm.file("/etc/tailscale").is_directory
+    bookworm.check_output("rm -rf /etc/cloudflared /etc/tailscale")
