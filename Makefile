@@ -7,8 +7,10 @@ VENV        ?= .venv
 PYTHON      ?= python3
 BIN         := $(VENV)/bin
 PIP_EXTRAS  ?= vision
-# Molecule scenarios to run (default: every molecule/*/molecule.yml).
-SCENARIOS   ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+# Molecule scenarios to run (default: every molecule/*/molecule.yml, the longest first so the
+# pool's lanes end together: default and tunnels converge the whole stack).
+LONG_SCENARIOS := default tunnels
+SCENARIOS   ?= $(LONG_SCENARIOS) $(filter-out $(LONG_SCENARIOS),$(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # Operator targets (deploy, check, status, models, rotate, upgrade, tunnel-url, logs, ssh) act on
 # INVENTORY, optionally narrowed with LIMIT (an Ansible host pattern). The sandbox inventory (the
 # `make demo` container) gets the stand-in vars file automatically once `make demo` wrote it.
@@ -114,7 +116,7 @@ integration: venv images ## Every Molecule scenario and make vm-test, MOLECULE_J
 
 .PHONY: test
 test: venv images ## Everything CI runs: lint, Python tests, Molecule scenarios, VM test; MOLECULE_JOBS at a time
-	molecule/run-scenarios -j $(MOLECULE_JOBS) $(VM_JOB) lint unit $(SCENARIOS)
+	molecule/run-scenarios -j $(MOLECULE_JOBS) $(VM_JOB) $(SCENARIOS) lint unit
 
 .PHONY: demo-local
 demo-local: venv ## Demo the Python services on this machine (Ollama stand-in + API server, loopback)

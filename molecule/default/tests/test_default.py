@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +180,154 @@ def test_preflight_stops_site_before_any_change(override: dict[str, Any], messag
 
 def test_check_mode_reports_no_changes() -> None:
     assert_check_mode_clean()
+
+
+# --- Day-2 playbooks against the converged stack ----------------------------------------------
+# Each runs as `make rotate/models/services/tunnel-url/upgrade` would (the playbook, the scenario's
+# inventory, the stand-in vars as -e) and asserts on its effect; each puts the host back as the
+# converge left it, so the order of the tests does not matter.
+
+ROTATED_KEY = "sandbox-NOT-A-SECRET-rotated-0123456789abcdef01234567"
+EXTRA_MODEL = "tinyllama:latest"
+
+
+def day2(playbook: str, *extra: str, **overrides: Any) -> Any:
+    """Run playbooks/<playbook> with the stand-in vars (minus ollama_version, which the upgrade
+    playbook refuses as an extra var) and the overrides as extra vars."""
+    data = yaml.safe_load((STANDINS / "standins.yml").read_text(encoding="utf-8"))
+    data.pop("ollama_version", None)
+    data.update(overrides)
+    varsfile = STANDINS / "day2-vars.json"
+    varsfile.write_text(json.dumps(data), encoding="utf-8")
+    varsfile.chmod(0o600)
+    return run_playbook(REPO / "playbooks" / playbook, "-e", f"@{varsfile}", *extra)
+
+
+def _ok(run: Any, what: str) -> None:
+    assert run.returncode == 0, f"{what} failed:\n{run.output[-4000:]}"
+    assert run.recaps and all(r.failed == 0 for r in run.recaps.values()), run.recaps
+
+
+def _version(host: Any) -> str:
+    return str(
+        json.loads(host.check_output("curl -fsS http://127.0.0.1:11434/api/version"))["version"]
+    )
+
+
+def _models(host: Any) -> set[str]:
+    tags = json.loads(host.check_output("curl -fsS http://127.0.0.1:11434/api/tags"))
+    return {m["name"] for m in tags["models"]}
+
+
+def test_rotate_credentials_refuses_the_old_key_and_accepts_the_new(host: Any) -> None:
+    old = _api_key()
+    version = f"{GATEWAY}/api/version"
+    try:
+        run = day2(
+            "rotate-credentials.yml", gateway_api_keys=[{"name": "sandbox", "key": ROTATED_KEY}]
+        )
+        _ok(run, "rotate-credentials.yml")
+        assert http(host, version, key=ROTATED_KEY)[0] == 200
+        assert http(host, version, key=old)[0] == 401, "the rotated-out key still works"
+        assert ROTATED_KEY not in run.output, "the new key reached the playbook output"
+    finally:
+        back = day2("rotate-credentials.yml")
+    _ok(back, "rotate-credentials.yml (back to the sandbox key)")
+    assert http(host, version, key=old)[0] == 200
+    assert http(host, version, key=ROTATED_KEY)[0] == 401
+
+
+def test_models_playbook_pulls_the_declared_and_removes_the_absent(host: Any) -> None:
+    declared = SCENARIO_VARS["provisioner"]["inventory"]["group_vars"]["llm_nodes"]["ollama_models"]
+    before = _models(host)
+    assert EXTRA_MODEL not in before
+    try:
+        run = day2("models.yml", ollama_models=[*declared, {"name": EXTRA_MODEL}])
+        _ok(run, "models.yml (one more model)")
+        assert _models(host) == before | {EXTRA_MODEL}
+    finally:
+        gone = day2(
+            "models.yml", ollama_models=[*declared, {"name": EXTRA_MODEL, "state": "absent"}]
+        )
+    _ok(gone, "models.yml (the model declared absent)")
+    assert _models(host) == before
+
+
+def test_services_playbook_applies_a_changed_setting_and_restarts_the_api(host: Any) -> None:
+    unit = "ai-local-core-api"
+    settings = "/etc/ai-local-core/production.yaml"
+    pid = host.service(unit).systemd_properties["MainPID"]
+    try:
+        run = day2("services.yml", ai_services_threads=6)
+        _ok(run, "services.yml")
+        assert yaml.safe_load(host.file(settings).content_string)["api"]["threads"] in (6, "6")
+        assert host.service(unit).systemd_properties["MainPID"] != pid, "the API kept running"
+        status, body = http(host, f"{GATEWAY}/services/ready", key=_api_key())
+        assert status == 200, body
+    finally:
+        back = day2("services.yml")
+    _ok(back, "services.yml (back to the converged settings)")
+    assert yaml.safe_load(host.file(settings).content_string)["api"]["threads"] in (8, "8")
+
+
+def test_tunnel_url_prints_the_quick_tunnel_address(host: Any) -> None:
+    hostname = json.loads(host.check_output("curl -fsS http://127.0.0.1:20241/quicktunnel"))[
+        "hostname"
+    ]
+    run = day2("tunnel-url.yml")
+    _ok(run, "tunnel-url.yml")
+    assert f"https://{hostname} (Cloudflare quick tunnel" in " ".join(run.output.split())
+    assert run.recaps and all(r.changed == 0 for r in run.recaps.values()), run.recaps
+
+
+def _standin_release(tmp_path: Path, version: str, reports: str | None = None) -> dict[str, str]:
+    """An Ollama stand-in archive for `version` (reporting `reports` instead, if given)."""
+    out = tmp_path / version / "ollama-linux-amd64.tar.zst"
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tests" / "fakes" / "ollama_standin" / "build_artifact.py"),
+            "--version",
+            reports or version,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {
+        "upgrade_ollama_version": version,
+        "ollama_artifact_local_path": str(out),
+        "ollama_artifact_sha256": res.stdout.split()[0],
+    }
+
+
+def test_upgrade_playbook_moves_the_version_and_rolls_back_a_failing_one(
+    host: Any, tmp_path: Path
+) -> None:
+    converged = _version(host)
+    assert converged == str(
+        yaml.safe_load((STANDINS / "standins.yml").read_text(encoding="utf-8"))["ollama_version"]
+    )
+    try:
+        run = day2("upgrade-ollama.yml", **_standin_release(tmp_path, "0.91.0"))
+        _ok(run, "upgrade-ollama.yml to 0.91.0")
+        assert _version(host) == "0.91.0"
+        assert host.file("/opt/ollama/current").linked_to == "/opt/ollama/0.91.0"
+        # A release that never reports its version: the playbook restores 0.91.0 by itself.
+        bad = day2(
+            "upgrade-ollama.yml",
+            **_standin_release(tmp_path, "0.93.0", reports="0.92.0"),
+            ollama_start_timeout=8,
+        )
+        assert bad.returncode != 0, bad.output[-3000:]
+        said = " ".join(bad.output.split())
+        assert "The upgrade of Ollama to 0.93.0 failed" in said, bad.output[-3000:]
+        assert "Rolled back to 0.91.0, which is running again." in said, bad.output[-3000:]
+        assert _version(host) == "0.91.0"
+        assert host.file("/opt/ollama/current").linked_to == "/opt/ollama/0.91.0"
+    finally:
+        back = day2("upgrade-ollama.yml", upgrade_ollama_version=converged)
+    _ok(back, f"upgrade-ollama.yml back to {converged}")
+    assert _version(host) == converged
