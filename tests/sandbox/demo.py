@@ -43,6 +43,8 @@ STANDINS_DIR = REPO / ".cache" / "sandbox"
 # sshd of the sandbox, published on the controller's loopback; inventories/sandbox/hosts.yml
 # reaches it through SSH_CONFIG (written here), as `make deploy` reaches a server.
 SSH_PORT = 22022
+# Ports the container publishes on the controller's loopback ("host-ip:host-port:container-port").
+PUBLISHED = (f"127.0.0.1:{SSH_PORT}:22",)
 SSH_KEY = STANDINS_DIR / "id_ed25519"
 SSH_CONFIG = STANDINS_DIR / "ssh_config"
 PROVISIONING_JSON = REPO / ".cache" / "bench" / "provisioning-sandbox.json"
@@ -124,47 +126,71 @@ def wait_for_systemd(timeout: float = 60) -> None:
     raise DemoError(f"systemd in {CONTAINER} did not come up within {timeout:.0f} s ({state!r})")
 
 
+def create_container() -> None:
+    print(f"creating the sandbox container {CONTAINER} from {IMAGE}")
+    podman(
+        "run",
+        "--detach",
+        "--name",
+        CONTAINER,
+        "--hostname",
+        "sandbox",
+        "--privileged",
+        "--systemd",
+        "always",
+        *(arg for port in PUBLISHED for arg in ("--publish", port)),
+        IMAGE,
+        "/sbin/init",
+    )
+
+
+def reuse_problem(state: str) -> str | None:
+    """Why the existing container cannot be reused (None: it runs with systemd up)."""
+    ports = podman("port", CONTAINER, check=False).splitlines()  # "22/tcp -> 127.0.0.1:22022"
+    missing = [
+        port
+        for port in PUBLISHED
+        if f"{port.rsplit(':', 1)[1]}/tcp -> {port.rsplit(':', 1)[0]}" not in ports
+    ]
+    if missing:
+        return f"it does not publish {', '.join(missing)} (made by an older `make demo`)"
+    try:
+        if state == "running":
+            print(f"reusing the running sandbox container {CONTAINER}")
+        else:
+            print(f"starting the existing sandbox container {CONTAINER} ({state})")
+            podman("start", CONTAINER)
+        wait_for_systemd()
+    except DemoError as exc:
+        # e.g. a container whose processes were killed with the machine's session: podman still
+        # lists it as running, but nothing answers inside.
+        return str(exc)
+    return None
+
+
 def ensure_container() -> bool:
     """Start the sandbox like Molecule's platforms: privileged, systemd as PID 1.
 
-    Returns whether the container was created now (a fresh host for a full converge).
+    An existing container is reused when it works; one that does not (stale, made by an older
+    `make demo`) is replaced. Returns whether the container was created now (a fresh host for
+    a full converge).
     """
     if shutil.which("podman") is None:
         raise DemoError("podman is not installed: run `make setup` first")
     if not podman("images", "-q", IMAGE, check=False):
         raise DemoError(f"image {IMAGE} is missing: run `make images`")
     state = container_state()
-    if state and ":22" not in podman("port", CONTAINER, check=False):
-        raise DemoError(
-            f"the existing container {CONTAINER} publishes no SSH port (made by an older "
-            "`make demo`): run `make demo-down`, then `make demo`"
-        )
-    fresh = not state
-    if state == "running":
-        print(f"reusing the running sandbox container {CONTAINER}")
-    elif state:
-        print(f"starting the existing sandbox container {CONTAINER} ({state})")
-        podman("start", CONTAINER)
-    else:
-        print(f"creating the sandbox container {CONTAINER} from {IMAGE}")
-        podman(
-            "run",
-            "--detach",
-            "--name",
-            CONTAINER,
-            "--hostname",
-            "sandbox",
-            "--privileged",
-            "--systemd",
-            "always",
-            "--publish",
-            f"127.0.0.1:{SSH_PORT}:22",
-            IMAGE,
-            "/sbin/init",
-        )
+    if state:
+        problem = reuse_problem(state)
+        if problem is None:
+            enable_ssh()
+            return False
+        print(f"replacing the sandbox container {CONTAINER}: {problem}")
+        podman("rm", "--force", "--time", "10", CONTAINER)
+    create_container()
     wait_for_systemd()
     enable_ssh()
-    return fresh
+    return True
 
 
 def enable_ssh() -> None:
