@@ -1,12 +1,42 @@
 # ai-local-core — developer and operator entry points. `make help` lists every target.
-SHELL := /bin/bash
-.SHELLFLAGS := -eu -o pipefail -c
+# Runs on GNU make 3.81 (macOS's /usr/bin/make) and newer. The shell's options are part of SHELL,
+# not .SHELLFLAGS (which 3.81 ignores): make then runs every recipe as `$(SHELL) -c 'recipe'`, so
+# a failing command, an unset variable or a failing pipe stage stops the recipe everywhere.
+SHELL := /bin/bash -eu -o pipefail
 .DEFAULT_GOAL := help
 
 VENV        ?= .venv
-PYTHON      ?= python3
 BIN         := $(VENV)/bin
+# The interpreter that creates the venv: Python 3.11+ (ansible-core 2.19 and other locked wheels
+# need it; the package itself still runs on the nodes' Python 3.10). Empty: the first 3.11+ of
+# python3 (so Linux and CI keep their usual python3), python3.13, python3.12, python3.11.
+PYTHON      ?=
+# What `make venv` installs from requirements/ (one lock, constraints.txt, pins both sets):
+#   dev        requirements/dev.in (the controller set + the test toolchain) and this package
+#              editable with PIP_EXTRAS: what make lint/unit/test/demo need (Linux; CI);
+#   controller requirements/controller.in only: what the operator targets need (deploy, check,
+#              status, models, rotate, upgrade, services, tunnel-url, smoke, logs, ssh).
+# Default: controller on macOS, dev elsewhere.
+UNAME_S     := $(shell uname -s)
+VENV_SET    ?= $(if $(filter Darwin,$(UNAME_S)),controller,dev)
+# Extras of the package in the dev set (empty: none).
 PIP_EXTRAS  ?= vision
+PKG_SPEC     = .$(if $(strip $(PIP_EXTRAS)),[$(strip $(PIP_EXTRAS))])
+# Shell code: sets py to the interpreter for a new venv, or fails saying what to install.
+PY_CANDIDATES = $(if $(PYTHON),$(PYTHON),python3 python3.13 python3.12 python3.11)
+FIND_PYTHON  = py=""; \
+  for c in $(PY_CANDIDATES); do \
+    if "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then py=$$c; break; fi; \
+  done; \
+  if [ -z "$$py" ]; then \
+    echo "error: the venv needs Python 3.11 or newer (ansible-core 2.19). Found:" >&2; \
+    for c in $(PY_CANDIDATES); do \
+      echo "  $$c: $$(command -v "$$c" >/dev/null 2>&1 && "$$c" -V 2>&1 || echo 'not found')" >&2; \
+    done; \
+    echo "macOS (its python3 is 3.9): brew install python@3.12, then: make setup PYTHON=python3.12" >&2; \
+    echo "Debian/Ubuntu: apt-get install python3.11-venv, then: make setup PYTHON=python3.11" >&2; \
+    exit 1; \
+  fi
 # Molecule scenarios to run (default: every molecule/*/molecule.yml, the longest first so the
 # pool's lanes end together: default and tunnels converge the whole stack).
 LONG_SCENARIOS := default tunnels
@@ -45,6 +75,9 @@ VM_TEST ?= 1
 VM_JOB       = $(if $(filter 0,$(VM_TEST)),,vm-test)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# molecule/run-scenarios runs its make-target jobs (vm-test, lint, unit) with this make (gmake
+# stays gmake), not with whatever `make` is first on PATH.
+export MAKE
 
 .PHONY: help
 help: ## List the targets, one line each
@@ -56,10 +89,10 @@ setup: host-packages venv ## Install host packages (Linux, as root) and the pinn
 
 .PHONY: host-packages
 host-packages: ## Install the Debian/Ubuntu packages the tests need (podman, runc, debootstrap)
-	@pkgs="$$(grep -vE '^\s*(#|$$)' requirements/apt.txt | tr '\n' ' ')"; \
+	@pkgs="$$(grep -vE '^[[:space:]]*(#|$$)' requirements/apt.txt | tr '\n' ' ')"; \
 	if [ "$$(uname -s)" = "Darwin" ]; then \
-	  echo "macOS: install podman (brew install podman) and run 'podman machine init --rootful && podman machine start';"; \
-	  echo "       the Molecule test hosts then run inside the podman machine (see README.md)."; \
+	  echo "macOS: no host packages: the operator targets need only the venv (VENV_SET=$(VENV_SET))."; \
+	  echo "       The tests and the sandbox demo (make test, make molecule, make vm-test, make demo) need Linux."; \
 	elif ! command -v apt-get >/dev/null; then \
 	  echo "no apt-get here: install these packages by hand: $$pkgs"; \
 	else \
@@ -74,20 +107,42 @@ host-packages: ## Install the Debian/Ubuntu packages the tests need (podman, run
 	fi
 
 .PHONY: venv
-venv: $(BIN)/.installed ## Create .venv with the pinned toolchain and the package (editable)
-$(BIN)/.installed: pyproject.toml requirements/dev.in requirements/constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip wheel
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt -r requirements/dev.in -e '.[$(PIP_EXTRAS)]'
+venv: $(BIN)/.installed-$(VENV_SET) ## Create .venv with the pinned set VENV_SET (dev: + the package, editable)
+$(BIN)/.installed-$(VENV_SET): pyproject.toml requirements/controller.in requirements/dev.in requirements/constraints.txt
+	@case "$(VENV_SET)" in dev | controller) ;; \
+	  *) echo "error: VENV_SET=$(VENV_SET): use dev (tests, Linux) or controller (operator targets only)" >&2; exit 2 ;; \
+	esac; \
+	if [ -x $(BIN)/python ]; then \
+	  $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	    echo "error: $(VENV) has $$($(BIN)/python -V 2>&1); it needs Python 3.11+: rm -rf $(VENV), then make setup (on macOS: PYTHON=python3.12)" >&2; exit 1; }; \
+	else \
+	  $(FIND_PYTHON); \
+	  echo "creating $(VENV) with $$py ($$("$$py" -V 2>&1))"; \
+	  "$$py" -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt \
+	  $(if $(filter dev,$(VENV_SET)),-r requirements/dev.in -e '$(PKG_SPEC)',-r requirements/controller.in)
 	@touch $@
 
+# The lock holds public versions only: local version labels (torch's +cpu) are cut, and pip still
+# prefers a local build of the same version where an index offers one (2.13.0+cpu matches ==2.13.0
+# and sorts above it). `--all` keeps setuptools and wheel (controller.in); pip itself and the
+# package are left out. The freeze goes to a temp file first: a failure leaves the old lock.
 .PHONY: lock
 lock: ## Re-resolve requirements/dev.in + the package into requirements/constraints.txt
-	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
-	.cache/lock-venv/bin/pip install -q --upgrade pip wheel
-	.cache/lock-venv/bin/pip install -q -r requirements/dev.in -e '.[$(PIP_EXTRAS)]'
-	.cache/lock-venv/bin/pip freeze --exclude-editable | grep -v '^ai-local-core' > requirements/constraints.txt
+	@$(FIND_PYTHON); rm -rf .cache/lock-venv && "$$py" -m venv .cache/lock-venv
+	.cache/lock-venv/bin/pip install -q --upgrade pip
+	.cache/lock-venv/bin/pip install -q -r requirements/dev.in -e '$(PKG_SPEC)'
+	.cache/lock-venv/bin/pip freeze --all --exclude-editable \
+	  | grep -viE '^(pip|ai-local-core|ai_local_core)==' \
+	  | sed -E 's/^([^=]+==[^+]+)[+].*$$/\1/' > .cache/constraints.txt.new
+	mv .cache/constraints.txt.new requirements/constraints.txt
 	rm -rf .cache/lock-venv
+
+.PHONY: resolve-check
+resolve-check: venv ## Check (installs nothing) that the controller set resolves on macOS and Linux, arm64 + x86_64
+	$(BIN)/python requirements/check_resolve.py
 
 .PHONY: images
 images: ## Build (cached) the Debian 12/13 systemd test-host images for podman
@@ -103,7 +158,7 @@ lint: venv ## ansible-lint (production), yamllint, ruff, mypy: all run, any fail
 
 .PHONY: unit
 unit: venv ## Python unit and integration tests (pytest, loopback only)
-	@$(BIN)/pytest -q; rc=$$?; \
+	@rc=0; $(BIN)/pytest -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
 
 .PHONY: molecule
@@ -162,6 +217,10 @@ services: venv ## Redeploy the Python services only (playbooks/services.yml)
 tunnel-url: venv ## Print the Cloudflare quick-tunnel URL or the Tailscale name of each node
 	$(PLAYBOOK) playbooks/tunnel-url.yml $(ARGS)
 
+.PHONY: smoke
+smoke: venv ## From here, via the tunnel/tailnet URL (or SMOKE_URL=): /healthz, a completion, a 401; timed
+	$(PLAYBOOK) playbooks/smoke.yml $(if $(SMOKE_URL),-e 'smoke_url=$(SMOKE_URL)') $(ARGS)
+
 .PHONY: logs
 logs: venv ## Journal of one unit on the nodes (UNIT=ollama|ai-local-core-api|nginx|..., LINES=100)
 	$(BIN)/ansible $(if $(LIMIT),'$(LIMIT)',llm_nodes) $(ANSIBLE_OPTS) --become -m ansible.builtin.command \
@@ -187,7 +246,7 @@ vm-test: venv ## Debian 12 qemu VM: site.yml over SSH (cut off, resumed), verify
 
 .PHONY: bench
 bench: venv ## Benchmarks on loopback (gateway, streaming, rate limit, 200 streams, CLIs) + docs/benchmarks.md
-	@$(BIN)/python -m bench.run; rc=$$?; $(BIN)/python -m bench.report; exit $$rc
+	@rc=0; $(BIN)/python -m bench.run || rc=$$?; $(BIN)/python -m bench.report; exit $$rc
 
 .PHONY: bench-report
 bench-report: venv ## Regenerate docs/benchmarks.md and docs/img/bench-*.png from .cache/bench/latest.json

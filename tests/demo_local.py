@@ -19,7 +19,7 @@ from tests.api_harness import start_api_server
 from tests.fixtures.ollama import start_standin
 
 REPO = Path(__file__).resolve().parents[1]
-SHIMS = REPO / "python_services" / "src"
+SHIMS = REPO / "src"
 
 
 def show(title: str, argv: list[str], env: dict[str, str]) -> int:

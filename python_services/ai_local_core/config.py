@@ -253,6 +253,12 @@ class ApiSettings(_Section):
     queue_timeout: float = Field(30.0, gt=0, le=3600)
     #: Load the backends when a worker starts (in the background) instead of on first use.
     warm_on_start: bool = True
+    #: A POST /v1/* whose work takes longer than this many seconds is answered 200 at once and
+    #: kept alive with whitespace bytes (JSON ignores them) until its JSON body, which then holds
+    #: any error: edges that cut silent requests (Cloudflare's 100 s, HTTP 524) never see one.
+    keepalive_after: float = Field(10.0, gt=0, le=3600)
+    #: Seconds between two of those whitespace bytes.
+    keepalive_interval: float = Field(5.0, gt=0, le=300)
     # -- the CLIs' fast path
     #: Seconds to connect to the API server before running in-process instead.
     connect_timeout: float = Field(0.5, gt=0, le=60)

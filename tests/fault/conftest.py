@@ -32,7 +32,7 @@ from tests.fixtures.ollama import OllamaStandIn, start_standin
 MODEL = "llama3.1:8b"
 KEYS = {
     name: f"fault-{name}-NOT-A-SECRET-0123456789abcdef"
-    for name in ("cli", "stream", "services", "ratelimit", "config")
+    for name in ("cli", "stream", "services", "ratelimit", "config", "edge")
 }
 INFERENCE_RATE_PER_S = 1
 INFERENCE_BURST = 2

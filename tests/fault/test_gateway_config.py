@@ -21,7 +21,7 @@ BROKEN = "\nserver { listen 127.0.0.1:1; this_directive_does_not_exist on; }\n"
 
 
 def serving(gateway: NginxGateway) -> None:
-    status, _, body = call(gateway, "GET", "/healthz", key=None)
+    status, _, body = call(gateway, "GET", "/livez", key=None)
     assert status == 200, body
     status, _, body = call(gateway, "GET", "/api/version", key="config")
     assert status == 200, body

@@ -210,9 +210,9 @@ BAD_DESCRIBE: list[tuple[str, Any, int, str]] = [
     ("missing fields", {}, 400, "invalid_input"),
     ("both sources", {"image": "WEB/cat.png", "image_base64": "aGk="}, 400, "invalid_input"),
     ("wrong type", {"image": 123}, 400, "invalid_input"),
-    ("max_length as string", {"image": "WEB/cat.png", "max_length": "50"}, 400, "invalid_input"),
+    ("max_length not whole", {"image": "WEB/cat.png", "max_length": "50.5"}, 400, "invalid_input"),
+    ("max_length bool", {"image": "WEB/cat.png", "max_length": True}, 400, "invalid_input"),
     ("max_length out of range", {"image": "WEB/cat.png", "max_length": 0}, 400, "invalid_input"),
-    ("unknown key", {"image": "WEB/cat.png", "colour": True}, 400, "invalid_input"),
     ("array body", [1, 2], 400, "invalid_input"),
     ("not JSON", b"{nope", 400, "invalid_input"),
     ("empty body", b"", 400, "invalid_input"),
@@ -269,7 +269,6 @@ BAD_TRANSLATE: list[tuple[str, Any, int, str]] = [
     ("missing text", {"target": "pl"}, 400, "invalid_input"),
     ("wrong type", {"text": 42, "target": "pl"}, 400, "invalid_input"),
     ("target wrong type", {"text": "Hi", "target": ["pl"]}, 400, "invalid_input"),
-    ("unknown key", {"text": "Hi", "target": "pl", "tone": "formal"}, 400, "invalid_input"),
 ]
 
 
@@ -316,6 +315,15 @@ BAD_COMPLETE: list[tuple[str, Any, int, str]] = [
     ("missing prompt", {"temperature": 0.5}, 400, "invalid_input"),
     ("temperature out of range", {"user": "Hi", "temperature": 5}, 400, "invalid_input"),
     ("wrong type", {"user": ["Hi"]}, 400, "invalid_input"),
+    ("temperature not numeric", {"user": "Hi", "temperature": "warm"}, 400, "invalid_input"),
+    ("NaN", b'{"user": "Hi", "temperature": NaN}', 400, "invalid_input"),
+    ("unknown option", {"user": "Hi", "options": {"top_kk": 1}}, 400, "invalid_input"),
+    (
+        "option and top-level",
+        {"user": "Hi", "top_p": 0.5, "options": {"top_p": 0.5}},
+        400,
+        "invalid_input",
+    ),
     ("unknown model", {"user": "Hi", "model": "missing-model:1b"}, 404, "model_not_found"),
 ]
 
@@ -328,6 +336,35 @@ def test_complete_bad_input(
 ) -> None:
     got, answer = server_a.post("/v1/complete", body)
     _json_error(got, answer, status, error_type)
+
+
+def test_php_style_input_and_unknown_keys(server_a: ApiServer, web: LoopbackServer) -> None:
+    """Numeric strings and 512.0 are coerced; unknown keys are ignored and named."""
+    body = {
+        "user": "one two three",
+        "temperature": "0.7",
+        "max_tokens": "2.0",
+        "stream": "false",
+        "top_k": 40,
+        "options": {"num_ctx": "4096"},
+    }
+    status, answer = server_a.post("/v1/complete", body)
+    assert status == 200, answer
+    assert answer["done_reason"] == "length"  # max_tokens "2.0" reached Ollama as 2
+    assert answer["warnings"] == ["unknown key 'top_k' ignored; Ollama options go in 'options'"]
+    status, answer = server_a.post("/v1/complete", {"user": "Hi", "options": {"stop": ["from"]}})
+    assert (status, answer["content"]) == (200, "Stand-in reply ")
+    assert "warnings" not in answer
+    status, answer = server_a.post("/v1/translate", {"text": "Hi", "target": "pl", "tone": "x"})
+    assert (status, answer["warnings"]) == (200, ["unknown key 'tone' ignored"])
+    status, answer = server_a.post(
+        "/v1/describe", {"image": web.url("/cat.png"), "max_length": "4", "colour": True}
+    )
+    assert (status, answer["max_length"], answer["warnings"]) == (
+        200,
+        4,
+        ["unknown key 'colour' ignored"],
+    )
 
 
 def test_complete_busy_upstream(server_a: ApiServer, ollama_standin: OllamaStandIn) -> None:

@@ -19,7 +19,7 @@ from tests.fixtures.ollama import REPO_ROOT, OllamaStandIn
 
 pytestmark = pytest.mark.integration
 
-SHIM = REPO_ROOT / "python_services" / "src" / "ollama" / "complete.py"
+SHIM = REPO_ROOT / "src" / "ollama" / "complete.py"
 CONSOLE_SCRIPT = Path(sys.executable).with_name("ai-complete")
 EXPECTED_KEYS = {
     "success",
@@ -201,3 +201,26 @@ def test_waldus_shim_reexecs_from_a_foreign_python(
     code, out, _ = run_process([foreign, str(SHIM), '{"user": "Hi"}'], env)
     assert (code, out["error"]["type"]) == (3, "config_error")
     assert os.fspath(tmp_path / "no-python") in out["error"]["message"]
+
+
+def test_php_style_input_unknown_keys_and_options(ollama_standin: OllamaStandIn) -> None:
+    """Numbers as strings or 512.0, Ollama options, unknown keys named on stdout and stderr."""
+    payload = {
+        "user": "Hi",
+        "temperature": "0.7",
+        "max_tokens": 512.0,
+        "colour": "red",
+        "options": {"stop": ["from"], "num_ctx": "4096"},
+    }
+    code, out, err = run_process(
+        [str(CONSOLE_SCRIPT), json.dumps(payload)], ollama_standin.client_env()
+    )
+    assert (code, out["content"]) == (0, "Stand-in reply ")  # options.stop reached Ollama
+    assert out["warnings"] == ["unknown key 'colour' ignored"]
+    assert "unknown key 'colour' ignored" in err
+    code, out, _ = run_process(
+        [str(CONSOLE_SCRIPT), '{"user": "Hi", "options": {"top_kk": 1}}'],
+        ollama_standin.client_env(),
+    )
+    assert (code, out["error"]["type"]) == (2, "invalid_input")
+    assert "unknown Ollama option 'top_kk'" in out["error"]["message"]

@@ -29,8 +29,8 @@ pytest.importorskip("PIL")
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-DESCRIBE_SHIM = REPO_ROOT / "python_services" / "src" / "image" / "describe.py"
-TRANSLATE_SHIM = REPO_ROOT / "python_services" / "src" / "translation" / "translate.py"
+DESCRIBE_SHIM = REPO_ROOT / "src" / "image" / "describe.py"
+TRANSLATE_SHIM = REPO_ROOT / "src" / "translation" / "translate.py"
 DESCRIBE_KEYS = {
     "success",
     "description",

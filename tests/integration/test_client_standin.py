@@ -207,11 +207,28 @@ def test_mid_stream_error_line(ollama_standin: OllamaStandIn) -> None:
     assert len(ollama_standin.requests("/api/chat")) == 1
 
 
-def test_mid_stream_error_without_streaming_is_a_500(ollama_standin: OllamaStandIn) -> None:
+def test_mid_stream_error_in_a_folded_answer(ollama_standin: OllamaStandIn) -> None:
     ollama_standin.add_fault("error", after_tokens=1, message="runner crashed")
     with make_client(ollama_standin) as client, pytest.raises(OllamaError) as info:
         client.chat("llama3.1:8b", USER)
-    assert info.value.status == 500 and "runner crashed" in info.value.message
+    assert "runner crashed" in info.value.message
+    assert len(ollama_standin.requests("/api/chat")) == 1
+
+
+@pytest.mark.parametrize("call", ["chat", "generate"])
+def test_one_result_is_streamed_so_the_timeout_counts_silence(
+    ollama_standin: OllamaStandIn, call: str
+) -> None:
+    """6 tokens 0.15 s apart: about 0.9 s in all, over the 0.5 s read timeout, never silent
+    that long. Asked with ``stream: false`` Ollama would send nothing until the end."""
+    options = {"standin_token_delay": 0.15}
+    with make_client(ollama_standin, timeout=0.5) as client:
+        if call == "chat":
+            text = client.chat("llama3.1:8b", USER, options=options).content
+        else:
+            text = client.generate("llama3.1:8b", "Hello there", options=options).response
+    assert text == "Stand-in reply from llama3.1:8b: Hello there"
+    assert [r["path"] for r in ollama_standin.requests()][-1] == f"/api/{call}"
 
 
 def test_dropped_stream_is_not_repeated(ollama_standin: OllamaStandIn) -> None:

@@ -62,7 +62,7 @@ def test_describe_sends_base64_image_prompt_and_limit(
     assert body["prompt"] == "Say what you see."
     assert body["images"] == [base64.b64encode(data).decode()]
     assert body["options"] == {"temperature": 0.2, "num_predict": 40}
-    assert body["stream"] is False
+    assert body["stream"] is True  # always streamed to Ollama: timeouts count silence
 
 
 def test_max_length_bounds_the_answer(client: OllamaClient) -> None:

@@ -1,8 +1,9 @@
 """`make demo` / `make demo-down`: the whole stack on a local sandbox host, with stand-ins.
 
 ``make demo`` starts (or reuses) the podman systemd container ``ai-local-core-sandbox`` from the
-Debian 12 test-host image, with its sshd published on 127.0.0.1:SSH_PORT and a root key made for
-it (``.cache/sandbox/id_ed25519``, the client settings in ``.cache/sandbox/ssh_config``), builds
+Debian 12 test-host image, with its sshd published on 127.0.0.1:SSH_PORT (and the gateway on
+127.0.0.1:GATEWAY_PORT, for ``make smoke``) and a root key made for it
+(``.cache/sandbox/id_ed25519``, the client settings in ``.cache/sandbox/ssh_config``), builds
 the vendor stand-ins (tests/sandbox/prepare_standins.py), runs ``playbooks/site.yml`` against
 ``inventories/sandbox`` over SSH with pipelining, exactly as against a real server, except that
 the stand-ins replace Ollama, cloudflared and tailscale (announced loudly), and then shows
@@ -43,8 +44,11 @@ STANDINS_DIR = REPO / ".cache" / "sandbox"
 # sshd of the sandbox, published on the controller's loopback; inventories/sandbox/hosts.yml
 # reaches it through SSH_CONFIG (written here), as `make deploy` reaches a server.
 SSH_PORT = 22022
+# The gateway (nginx, 0.0.0.0:8080 in the sandbox inventory), published on the controller's
+# loopback for `make smoke` (inventories/sandbox: smoke_url).
+GATEWAY_PORT = 28080
 # Ports the container publishes on the controller's loopback ("host-ip:host-port:container-port").
-PUBLISHED = (f"127.0.0.1:{SSH_PORT}:22",)
+PUBLISHED = (f"127.0.0.1:{SSH_PORT}:22", f"127.0.0.1:{GATEWAY_PORT}:8080")
 SSH_KEY = STANDINS_DIR / "id_ed25519"
 SSH_CONFIG = STANDINS_DIR / "ssh_config"
 PROVISIONING_JSON = REPO / ".cache" / "bench" / "provisioning-sandbox.json"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from ai_local_core.api.remote import RemoteError, call_api, exit_code_for
@@ -16,6 +18,24 @@ from tests.loopback_http import Handler, LoopbackServer, loopback_server, slow, 
 
 def _json(status: int, body: object) -> Handler:
     return static(status, json.dumps(body).encode(), "application/json")
+
+
+def _kept_alive(body: object, *, pauses: int = 4, pause_s: float = 0.2) -> Handler:
+    """The API's committed answer: 200, a space every ``pause_s``, then the JSON object."""
+
+    def handle(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Connection", "close")
+        handler.close_connection = True
+        handler.end_headers()
+        for _ in range(pauses):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(pause_s)
+        handler.wfile.write(json.dumps(body).encode() + b"\n")
+
+    return handle
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +54,10 @@ def api() -> Iterator[LoopbackServer]:
         ),
         "/odd/v1/translate": _json(200, {"translation": "no success key"}),
         "/slow/v1/translate": slow(2.0, _json(200, {"success": True})),
+        "/kept/v1/translate": _kept_alive({"success": True, "translation": "Hallo"}),
+        "/kept-error/v1/translate": _kept_alive(
+            {"success": False, "error": {"type": "timeout", "message": "Ollama was silent"}}
+        ),
     }
     with loopback_server(routes) as server:
         yield server
@@ -81,6 +105,25 @@ def test_a_server_that_stops_answering_is_an_error(api: LoopbackServer) -> None:
     with pytest.raises(ApiServerError, match=r"did not answer within 0\.3 s") as caught:
         call_api(settings, "/v1/translate", {})
     assert caught.value.exit_code == 25
+
+
+def test_keepalive_bytes_count_as_answer_and_the_body_decides(api: LoopbackServer) -> None:
+    # 0.8 s in all, never more than 0.2 s of silence: the client timeout bounds silence.
+    settings = _settings(api.url("/kept"), client_timeout=0.5)
+    assert call_api(settings, "/v1/translate", {}) == {"success": True, "translation": "Hallo"}
+    with pytest.raises(RemoteError) as caught:
+        call_api(_settings(api.url("/kept-error"), client_timeout=0.5), "/v1/translate", {})
+    # Status 200 on the wire: the error's type and exit code come from the body.
+    assert caught.value.to_dict() == {"type": "timeout", "message": "Ollama was silent"}
+    assert caught.value.exit_code == 15
+
+
+def test_the_requests_own_timeout_extends_the_wait(api: LoopbackServer) -> None:
+    settings = _settings(api.url("/slow"), client_timeout=0.3)
+    # Ollama may be silent for up to 1 s: the server gets that plus its margin (over 2 s).
+    assert call_api(settings, "/v1/translate", {"timeout": 1}) == {"success": True}
+    with pytest.raises(ApiServerError, match=r"did not answer within 0\.3 s"):
+        call_api(settings, "/v1/translate", {"timeout": "not a number"})
 
 
 @pytest.mark.parametrize(

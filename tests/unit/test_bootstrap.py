@@ -1,4 +1,4 @@
-"""python_services/src/_bootstrap.py: in-process run, interpreter discovery, clear failures."""
+"""src/_bootstrap.py, the Waldus scripts' loader: in-process run, interpreter discovery, errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from tests.fixtures.ollama import REPO_ROOT
 
-BOOTSTRAP = REPO_ROOT / "python_services" / "src" / "_bootstrap.py"
+BOOTSTRAP = REPO_ROOT / "src" / "_bootstrap.py"
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_nearest_venv_above_the_shim_is_found(bootstrap: ModuleType, tmp_path: P
     python.parent.mkdir(parents=True)
     python.write_text("#!/bin/sh\n")
     python.chmod(0o755)
-    shim_dir = tmp_path / "repo" / "python_services" / "src" / "ollama"
+    shim_dir = tmp_path / "repo" / "src" / "ollama"
     shim_dir.mkdir(parents=True)
     assert bootstrap.find_project_python(shim_dir) == str(python)
 

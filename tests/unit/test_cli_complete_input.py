@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ai_local_core.cli import _common
 from ai_local_core.cli import complete as complete_cli
+from ai_local_core.cli.complete import CompleteRequest
 from ai_local_core.config import Settings
 
 HUGE = '{"user": "' + "x" * 150_000 + '"}'
@@ -34,12 +35,38 @@ BAD_INPUTS = [
     ("string", ['"hello"'], "got a string"),
     ("number", ["42"], "got a number"),
     ("null", ["null"], "got null"),
-    ("unknown key", ['{"user": "hi", "prompt": "x"}'], "unknown key 'prompt'"),
+    ("misspelt key: the error", ['{"prompt": "hi"}'], "missing prompt"),
+    ("misspelt key is named", ['{"prompt": "hi"}'], "unknown keys ignored: 'prompt'"),
     ("user not a string", ['{"user": 5}'], "user: Input should be a valid string"),
-    ("temperature as string", ['{"user": "hi", "temperature": "0.7"}'], "temperature"),
-    ("temperature as bool", ['{"user": "hi", "temperature": true}'], "temperature"),
-    ("max_tokens float", ['{"user": "hi", "max_tokens": 1.5}'], "max_tokens"),
-    ("stream as string", ['{"user": "hi", "stream": "yes"}'], "stream"),
+    ("temperature not numeric", ['{"user": "hi", "temperature": "abc"}'], "temperature: must be"),
+    ("temperature NaN string", ['{"user": "hi", "temperature": "NaN"}'], "temperature: must be"),
+    ("temperature inf string", ['{"user": "hi", "temperature": "inf"}'], "temperature: must be"),
+    ("temperature overflow", ['{"user": "hi", "temperature": "1e999"}'], "temperature: must be"),
+    ("temperature as bool", ['{"user": "hi", "temperature": true}'], "temperature: must be"),
+    ("temperature as list", ['{"user": "hi", "temperature": [1]}'], "temperature"),
+    ("max_tokens float", ['{"user": "hi", "max_tokens": 1.5}'], "max_tokens: must be a whole"),
+    ("max_tokens 512.5", ['{"user": "hi", "max_tokens": "512.5"}'], "max_tokens: must be a whole"),
+    ("max_tokens bool", ['{"user": "hi", "max_tokens": true}'], "max_tokens: must be"),
+    ("max_tokens hex", ['{"user": "hi", "max_tokens": "0x10"}'], "max_tokens: must be"),
+    ("timeout as words", ['{"user": "hi", "timeout": "ten"}'], "timeout: must be"),
+    ("stream as string", ['{"user": "hi", "stream": "yes"}'], "stream: must be a boolean"),
+    ("stream as number", ['{"user": "hi", "stream": 1}'], "stream"),
+    ("options not an object", ['{"user": "hi", "options": [1]}'], "options"),
+    ("unknown option", ['{"user": "hi", "options": {"top_kk": 1}}'], "unknown Ollama option"),
+    ("option not whole", ['{"user": "hi", "options": {"top_k": 4.5}}'], "options.top_k: must be"),
+    ("option not numeric", ['{"user": "hi", "options": {"seed": "x"}}'], "options.seed: must be"),
+    ("option bool", ['{"user": "hi", "options": {"num_ctx": true}}'], "options.num_ctx: must"),
+    ("option flag", ['{"user": "hi", "options": {"low_vram": "no"}}'], "options.low_vram: must"),
+    (
+        "option and top-level",
+        ['{"user": "hi", "temperature": 0.1, "options": {"temperature": 0.1}}'],
+        "give 'temperature' or 'options.temperature', not both",
+    ),
+    (
+        "num_predict and max_tokens",
+        ['{"user": "hi", "max_tokens": 5, "options": {"num_predict": 5}}'],
+        "give 'max_tokens' or 'options.num_predict', not both",
+    ),
     ("messages not a list", ['{"messages": "hi"}'], "messages"),
     ("stop with a number", ['{"user": "hi", "stop": ["a", 1]}'], "string or a list of strings"),
     ("bad role", ['{"messages": [{"role": "bot", "content": "x"}]}'], "messages.0.role"),
@@ -76,6 +103,50 @@ def test_bad_input_gives_the_json_error_and_exit_2(
     assert fragment in payload["error"]["message"]
     assert "Traceback" not in err
     assert "x" * 1000 not in payload["error"]["message"]  # input is never echoed back
+
+
+PHP_FRIENDLY: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("numeric string", {"temperature": "0.7"}, {"temperature": 0.7}),
+    ("PHP float for an int", {"max_tokens": 512.0}, {"max_tokens": 512}),
+    ("numeric string for an int", {"max_tokens": " 512 "}, {"max_tokens": 512}),
+    ("integral float string", {"max_tokens": "512.0"}, {"max_tokens": 512}),
+    ("exponent", {"top_p": "9e-1", "timeout": "1E2"}, {"top_p": 0.9, "timeout": 100.0}),
+    ("int for a float", {"temperature": 1}, {"temperature": 1.0}),
+    ("boolean string", {"stream": "TRUE"}, {"stream": True}),
+    (
+        "options",
+        {"options": {"top_k": "40", "seed": 7.0, "repeat_penalty": "1.1", "numa": "false"}},
+        {"options": {"top_k": 40, "seed": 7, "repeat_penalty": 1.1, "numa": False}},
+    ),
+    ("null options are left out", {"options": {"seed": None}}, {"options": {}}),
+    ("options with a stop list", {"options": {"stop": ["x"]}}, {"options": {"stop": ["x"]}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "expected"), PHP_FRIENDLY, ids=[c[0] for c in PHP_FRIENDLY]
+)
+def test_php_style_values_are_coerced(
+    case: str, extra: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    request = _common.validate_input(CompleteRequest, {"user": "hi", **extra})
+    dumped = request.model_dump()
+    assert {key: dumped[key] for key in expected} == expected
+    for key, value in expected.items():  # the exact type, not only an equal value
+        assert type(dumped[key]) is type(value)
+    assert request.input_warnings() == []
+
+
+def test_unknown_top_level_keys_are_ignored_with_warnings() -> None:
+    request = _common.validate_input(
+        CompleteRequest, {"user": "hi", "top_k": 40, "colour": "red", "max_tokens": 9}
+    )
+    assert request.max_tokens == 9
+    assert request.input_warnings() == [
+        "unknown key 'top_k' ignored; Ollama options go in 'options'",
+        "unknown key 'colour' ignored",
+    ]
+    assert "top_k" not in request.model_dump() and "colour" not in request.model_dump()
 
 
 def test_json_from_stdin_with_dash(

@@ -21,11 +21,13 @@ from ai_local_core.image.service import DescribeRequest, decode_base64_image
         ({"image": ""}, "at least 1 character"),
         ({"image": "   "}, "'image' is empty"),
         ({"image": 42}, "image: Input should be a valid string"),
-        ({"image": "http://x/a.png", "max_length": "50"}, "max_length: Input should be a valid"),
+        ({"image": "http://x/a.png", "max_length": "fifty"}, "max_length: must be a number"),
+        ({"image": "http://x/a.png", "max_length": True}, "max_length: must be a whole number"),
+        ({"image": "http://x/a.png", "max_length": [50]}, "max_length: Input should be a valid"),
         ({"image": "http://x/a.png", "max_length": 0}, "greater than or equal to 1"),
         ({"image": "http://x/a.png", "max_length": 513}, "less than or equal to 512"),
-        ({"image": "http://x/a.png", "max_length": 5.5}, "max_length"),
-        ({"image": "http://x/a.png", "color": "red"}, "unknown key 'color'"),
+        ({"image": "http://x/a.png", "max_length": 5.5}, "max_length: must be a whole number"),
+        ({"color": "red"}, "exactly one of .*; unknown keys ignored: 'color'"),
     ],
 )
 def test_bad_requests(payload: dict[str, Any], needle: str) -> None:
@@ -36,6 +38,18 @@ def test_bad_requests(payload: dict[str, Any], needle: str) -> None:
 def test_good_request() -> None:
     request = validate_input(DescribeRequest, {"image": "http://x/a.png", "max_length": 20})
     assert (request.image, request.max_length) == ("http://x/a.png", 20)
+    assert request.input_warnings() == []
+
+
+@pytest.mark.parametrize("max_length", ["20", 20.0, " 20 ", "20.0"])
+def test_php_style_max_length(max_length: Any) -> None:
+    request = validate_input(DescribeRequest, {"image": "http://x/a.png", "max_length": max_length})
+    assert request.max_length == 20 and type(request.max_length) is int
+
+
+def test_unknown_keys_are_ignored_and_named() -> None:
+    request = validate_input(DescribeRequest, {"image": "http://x/a.png", "color": "red"})
+    assert request.input_warnings() == ["unknown key 'color' ignored"]
 
 
 def test_base64_plain_and_data_uri() -> None:

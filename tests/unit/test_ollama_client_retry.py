@@ -229,7 +229,7 @@ def test_request_body_carries_options_and_default_keep_alive() -> None:
     assert body == {
         "model": "m",
         "prompt": "hi",
-        "stream": False,
+        "stream": True,  # always: the answer is folded from the chunks
         "system": "be brief",
         "options": {"temperature": 0.2},
         "keep_alive": "10m",

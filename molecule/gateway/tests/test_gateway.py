@@ -148,10 +148,65 @@ def test_credential_files_are_private(host):
 # --- authentication -------------------------------------------------------------------------------
 
 
-def test_healthz_answers_without_credentials(host):
-    result = probe(host, f"{GATEWAY}/healthz")
-    assert result["status"] == 200
-    assert body(result) == {"status": "ok"}, "healthz must not leak upstream details"
+HEALTHZ_OK = '{"status":"ok"}\n'
+HEALTHZ_UNAVAILABLE = '{"status":"unavailable"}\n'
+
+
+def assert_healthz(result: dict[str, Any], status: int, text: str) -> None:
+    """The whole answer: the status and a fixed body, nothing from an upstream."""
+    assert (result["status"], result["body"]) == (status, text), result
+    assert result["headers"]["content-type"] == "application/json", result
+    assert result["headers"].get("server") == "nginx", result  # no version
+
+
+def wait_for_healthz(host: Any) -> None:
+    for _ in range(20):
+        if probe(host, f"{GATEWAY}/healthz")["status"] == 200:
+            return
+        host.run("sleep 0.5")
+    raise AssertionError("/healthz did not come back to 200")
+
+
+def test_healthz_says_ready_to_anyone_and_nothing_else(host):
+    # The services API's /ready (the stand-in's, like the real one) has details to keep inside.
+    details = probe(host, "http://127.0.0.1:8000/ready")
+    assert details["status"] == 200 and "127.0.0.1:11434" in details["body"], details
+    for result in probe_many(
+        host,
+        [
+            [f"{GATEWAY}/healthz"],
+            # A source outside gateway_allowed_networks, a wrong key, a wrong password: no matter.
+            [f"{GATEWAY}/healthz", "--source", "127.0.0.2"],
+            [f"{GATEWAY}/healthz", "-H", "Authorization: Bearer not-a-key-0123456789abcdef0123"],
+            [f"{GATEWAY}/healthz", "--user", f"{USER['name']}:wrong-password"],
+            [f"{TLS_GATEWAY}/healthz", "--cafile", CERT],
+        ],
+    ):
+        assert_healthz(result, 200, HEALTHZ_OK)
+    # The subrequest's location is not a route.
+    assert_json_error(probe(host, f"{GATEWAY}/_gateway_ready", *bearer("ci-bot")), 404)
+
+
+def test_healthz_unavailable_when_ollama_is_down(host):
+    host.run("systemctl stop ollama-standin@11434")
+    try:
+        assert_healthz(probe(host, f"{GATEWAY}/healthz"), 503, HEALTHZ_UNAVAILABLE)
+        # nginx itself is alive: /livez (the role's check, the monitoring's) stays 200.
+        assert_healthz(probe(host, f"{GATEWAY}/livez"), 200, HEALTHZ_OK)
+    finally:
+        started = host.run("systemctl start ollama-standin@11434")
+        assert started.rc == 0, started.stderr
+    wait_for_healthz(host)
+
+
+def test_healthz_is_rate_limited_like_anonymous_routes(host):
+    # Its own identity (ip:127.0.0.2): 10r/s with a burst of 20 (the role's metadata defaults).
+    results = probe(host, f"{GATEWAY}/healthz", "--source", "127.0.0.2", "--repeat", "60")
+    statuses = [r["status"] for r in results]
+    assert statuses[:21] == [200] * 21 and 429 in statuses, statuses
+    limited = next(r for r in results if r["status"] == 429)
+    assert assert_json_error(limited, 429)["retry_after"] >= 1
+    assert limited["headers"]["retry-after"]
 
 
 @pytest.mark.parametrize(
@@ -388,6 +443,8 @@ def test_unreachable_upstream_gives_502_json(host):
     host.run("systemctl stop services-standin")
     try:
         assert_json_error(probe(host, f"{GATEWAY}/services/health", *bearer("ci-bot")), 502)
+        # The node cannot serve the services: /healthz says so, and only that.
+        assert_healthz(probe(host, f"{GATEWAY}/healthz"), 503, HEALTHZ_UNAVAILABLE)
     finally:
         started = host.run("systemctl start services-standin")
         assert started.rc == 0, started.stderr

@@ -7,7 +7,9 @@ successful answers are the CLIs' JSON outputs, so a CLI can hand its work to a
 warm server and print the answer unchanged. Every error is JSON in the same
 shape, ``{"success": false, "error": {"type", "message"}}``, with the error
 class's HTTP status (400, 404, 405, 413, 502, 503, 504...): never an HTML page,
-never a traceback.
+never a traceback. Work that runs longer than ``api.keepalive_after`` is answered
+200 with whitespace bytes until its JSON object, which then carries any error
+(:mod:`ai_local_core.api.keepalive`): check ``success``, not only the status.
 
 Production serves this with gunicorn (``ai-local-core-api``); ``flask run`` or
 ``ai-local-core-api --dev`` is for development only.
@@ -18,12 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ai_local_core import __version__
+from ai_local_core.api import keepalive
 from ai_local_core.api.metrics import CONTENT_TYPE_LATEST, ApiMetrics
 from ai_local_core.api.services import Services
 from ai_local_core.cli._common import validate_input
@@ -46,15 +51,27 @@ _HTTP_ERROR_TYPES = {
 }
 
 
+def _error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"success": False, "error": {"type": error_type, "message": message}}
+
+
 def _error(error_type: str, message: str, status: int) -> Response:
-    response = jsonify({"success": False, "error": {"type": error_type, "message": message}})
+    response = jsonify(_error_body(error_type, message))
     response.status_code = status
     return response
 
 
-def _ok(result: dict[str, Any]) -> Response:
+def _ok_body(result: dict[str, Any]) -> dict[str, Any]:
     result.pop("success", None)
-    return jsonify({"success": True, **result})
+    return {"success": True, **result}
+
+
+def _ok(result: dict[str, Any]) -> Response:
+    return jsonify(_ok_body(result))
+
+
+def _endpoint() -> str:
+    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
 
 
 #: A body over the cap is still read (and dropped) up to this size before the 413 goes out:
@@ -109,22 +126,31 @@ def create_app(
     def _start_timer() -> None:
         g.started = time.perf_counter()
 
-    @app.after_request
-    def _record(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
-        started = g.get("started")
+    def _count(endpoint: str, method: str, status: int, started: float | None) -> None:
+        metrics.requests.labels(endpoint, method, str(status)).inc()
         if started is not None:
             metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        if not g.get("counted_later"):
+            _count(_endpoint(), request.method, response.status_code, g.get("started"))
         return response
+
+    def _failure(exc: BaseException, endpoint: str) -> tuple[str, str, int]:
+        """Type, message and status of a failed request; counted and logged here."""
+        if isinstance(exc, AiLocalCoreError):
+            if exc.http_status >= 500:
+                metrics.backend_errors.labels(endpoint, exc.error_type).inc()
+                logger.warning("%s failed: %s: %s", endpoint, exc.error_type, exc.message)
+            return exc.error_type, exc.message, exc.http_status
+        metrics.backend_errors.labels(endpoint, "internal_error").inc()
+        logger.error("unexpected error on %s", endpoint, exc_info=exc)
+        return "internal_error", f"internal error ({type(exc).__name__})", 500
 
     @app.errorhandler(AiLocalCoreError)
     def _library_error(exc: AiLocalCoreError) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        if exc.http_status >= 500:
-            metrics.backend_errors.labels(endpoint, exc.error_type).inc()
-            logger.warning("%s failed: %s: %s", endpoint, exc.error_type, exc.message)
-        return _error(exc.error_type, exc.message, exc.http_status)
+        return _error(*_failure(exc, _endpoint()))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -140,10 +166,39 @@ def create_app(
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        metrics.backend_errors.labels(endpoint, "internal_error").inc()
-        logger.error("unexpected error on %s", endpoint, exc_info=exc)
-        return _error("internal_error", f"internal error ({type(exc).__name__})", 500)
+        return _error(*_failure(exc, _endpoint()))
+
+    def _answer(work: Callable[[], dict[str, Any]]) -> Response:
+        """Run ``work`` (no request context in it); answer as usual when it ends within
+        ``api.keepalive_after``, else commit to 200 and keep the connection alive
+        (:mod:`ai_local_core.api.keepalive`) until its JSON object, error or success."""
+        future = keepalive.start(work, name=f"work {request.path}")
+        if keepalive.finished_within(future, settings.api.keepalive_after):
+            return _ok(future.result())  # an error goes to the error handlers above
+        endpoint, method, started = _endpoint(), request.method, g.get("started")
+        g.counted_later = True
+
+        def final(done: Future[dict[str, Any]]) -> bytes:
+            error = done.exception()
+            if error is None:
+                body, status = _ok_body(done.result()), 200
+            else:
+                error_type, message, status = _failure(error, endpoint)
+                body = _error_body(error_type, message)
+            # The status the answer would have had without the keep-alive (the wire says 200).
+            _count(endpoint, method, status, started)
+            return app.json.dumps(body).encode() + b"\n"
+
+        def aborted() -> None:
+            _count(endpoint, method, 499, started)  # the client went away (nginx's 499)
+
+        interval = settings.api.keepalive_interval
+        response = Response(
+            keepalive.body(future, interval, final, aborted), mimetype="application/json"
+        )
+        response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each byte on at once
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.get("/health")
     def health() -> Response:
@@ -165,34 +220,44 @@ def create_app(
         from ai_local_core.cli.complete import complete
 
         payload = _json_object()
-        with services.slot():
-            result = dict(complete(payload, settings))
-        tps = result.get("tokens_per_second")
-        if isinstance(tps, (int, float)) and tps > 0:
-            metrics.completion_tps.observe(tps)
-        usage = result.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-            metrics.completion_tokens.inc(usage["completion_tokens"])
-        return _ok(result)
+
+        def work() -> dict[str, Any]:
+            with services.slot():
+                result = dict(complete(payload, settings))
+            tps = result.get("tokens_per_second")
+            if isinstance(tps, (int, float)) and tps > 0:
+                metrics.completion_tps.observe(tps)
+            usage = result.get("usage")
+            if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+                metrics.completion_tokens.inc(usage["completion_tokens"])
+            return result
+
+        return _answer(work)
 
     @app.post("/v1/describe")
     def v1_describe() -> Response:
         describe_request = validate_input(DescribeRequest, _json_object())
-        with services.slot():
-            result = describe(
-                describe_request,
-                services.image_backend,
-                limits=services.image_limits,
-                default_max_length=settings.image.default_max_length,
-            )
-        return _ok(result)
+
+        def work() -> dict[str, Any]:
+            with services.slot():
+                return describe(
+                    describe_request,
+                    services.image_backend,
+                    limits=services.image_limits,
+                    default_max_length=settings.image.default_max_length,
+                )
+
+        return _answer(work)
 
     @app.post("/v1/translate")
     def v1_translate() -> Response:
         translate_request = validate_input(TranslateRequest, _json_object())
-        with services.slot():
-            result = translate(translate_request, services.translation_backend)
-        return _ok(result)
+
+        def work() -> dict[str, Any]:
+            with services.slot():
+                return translate(translate_request, services.translation_backend)
+
+        return _answer(work)
 
     if settings.api.warm_on_start if warm_up is None else warm_up:
         services.warm_up_in_background()

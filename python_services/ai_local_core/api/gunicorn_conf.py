@@ -31,6 +31,9 @@ bind = [f"{_api.bind}:{_api.port}"]
 workers = _api.workers
 threads = _api.threads
 worker_class = "gthread"
+# gthread: the worker's main loop, not the request threads, reports to the arbiter, so this
+# restarts a worker that hangs as a whole, never one that serves a long request (a slow answer
+# sends keep-alive bytes meanwhile: ai_local_core.api.keepalive).
 timeout = _api.timeout
 graceful_timeout = _api.graceful_timeout
 keepalive = _api.keepalive

@@ -8,8 +8,11 @@ error page, a server without that route), the CLI runs in-process as if no
 server were configured. Once the server has answered with its JSON, that answer
 is final: a success is printed as is, an error is raised again here with the
 same type and message, so the CLI prints the same object and exits with the
-same code as an in-process run. An answer that never comes (after connecting,
-longer than ``api.client_timeout``) is ``api_server_error``.
+same code as an in-process run. A server that stays silent once connected
+(longer than ``api.client_timeout``, or than the request's own ``timeout`` plus
+:data:`SERVER_MARGIN` when that is longer) is ``api_server_error``. A slow
+answer may start with whitespace bytes (the server's keep-alive) and carry its
+error in the body under status 200: the whole body is read and parsed.
 
 Standard library only (``http.client``), so the CLIs' fast lane
 (:mod:`ai_local_core.cli.fast_lane`) can use it before, and instead of,
@@ -32,7 +35,16 @@ from ai_local_core.exit_codes import exit_code_for
 if TYPE_CHECKING:
     from ai_local_core.config import Settings
 
-__all__ = ["MAX_ANSWER_BYTES", "ApiTarget", "RemoteError", "call_api", "exit_code_for", "post_json"]
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "SERVER_MARGIN",
+    "ApiTarget",
+    "RemoteError",
+    "call_api",
+    "exit_code_for",
+    "post_json",
+    "silence_limit",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +52,8 @@ logger = logging.getLogger(__name__)
 _FALL_BACK_TYPES = frozenset({"not_found", "method_not_allowed"})
 #: A larger answer is not the server's (its answers are a few hundred bytes).
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+#: Seconds the server may need on top of a request's own ``timeout`` (connect, queue, retries).
+SERVER_MARGIN = 60.0
 
 
 class ApiTarget(NamedTuple):
@@ -50,6 +64,21 @@ class ApiTarget(NamedTuple):
     connect_timeout: float
     #: Seconds of silence allowed once connected (``api.client_timeout``).
     client_timeout: float
+
+
+def silence_limit(target: ApiTarget, payload: dict[str, Any]) -> float:
+    """Seconds the CLI waits for the server's next byte: ``api.client_timeout``, or the
+    request's own ``timeout`` (the silence it allows Ollama) plus :data:`SERVER_MARGIN`
+    when that is longer, so the server can always report its own ``timeout`` error."""
+    value = payload.get("timeout")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+        return target.client_timeout  # absent or invalid: the server rejects the latter
+    return max(target.client_timeout, float(value) + SERVER_MARGIN)
 
 
 class RemoteError(AiLocalCoreError):
@@ -108,8 +137,9 @@ def post_json(target: ApiTarget, path: str, payload: dict[str, Any]) -> dict[str
         except OSError as exc:  # refused, no route, name not found, connect timeout, TLS
             logger.info("API server at %s not reachable (%s); running in-process", base, exc)
             return None
+        wait = silence_limit(target, payload)
         if conn.sock is not None:
-            conn.sock.settimeout(target.client_timeout)
+            conn.sock.settimeout(wait)
         try:
             conn.request(
                 "POST",
@@ -122,10 +152,10 @@ def post_json(target: ApiTarget, path: str, payload: dict[str, Any]) -> dict[str
                 },
             )
             response = conn.getresponse()
-            raw = response.read(MAX_ANSWER_BYTES + 1)
+            raw = response.read(MAX_ANSWER_BYTES + 1)  # to the end: keep-alive bytes first
         except TimeoutError:
             raise ApiServerError(
-                f"the API server at {base} did not answer within {target.client_timeout:g} s"
+                f"the API server at {base} did not answer within {wait:g} s"
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             logger.warning("API server at %s failed (%s); running in-process", base, exc)
@@ -158,4 +188,5 @@ def _interpret(base: str, path: str, status: int, raw: bytes) -> dict[str, Any] 
         logger.warning("API server at %s has no %s; running in-process", base, path)
         return None
     message = str(error.get("message") or "the API server reported an error")
-    raise RemoteError(error_type, message, status=status)
+    # After keep-alive bytes the status is 200 whatever the body says: the body decides.
+    raise RemoteError(error_type, message, status=status if status >= 400 else None)

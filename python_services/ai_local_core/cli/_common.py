@@ -160,11 +160,16 @@ def validate_input(model: type[_M], payload: Any) -> _M:
     from pydantic import ValidationError
 
     from ai_local_core.config import format_validation_error
+    from ai_local_core.inputs import unknown_keys
 
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise InvalidInput(f"invalid input: {format_validation_error(exc)}") from None
+        message = f"invalid input: {format_validation_error(exc)}"
+        ignored = unknown_keys(model, payload)
+        if ignored:  # often the cause: a misspelt key
+            message += "; unknown keys ignored: " + ", ".join(repr(k) for k in ignored)
+        raise InvalidInput(message) from None
 
 
 def run_cli(
@@ -232,6 +237,9 @@ def _run(
         message = f"internal error ({type(exc).__name__}); set {DEBUG_ENV}=1 for details"
         emit({"success": False, "error": {"type": "internal_error", "message": message}})
         return EXIT_INTERNAL
+    warnings = answer.get("warnings")
+    for warning in warnings if isinstance(warnings, list) else ():
+        log.warning("%s: %s", prog, warning)  # what the input had that was ignored
     return emit_result(answer)
 
 

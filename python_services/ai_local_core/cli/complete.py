@@ -3,16 +3,18 @@
 Usage::
 
     ai-complete '{"user": "Hello", "temperature": 0.7}'
-    python python_services/src/ollama/complete.py '{"user": "Hello"}'
+    python3 $AI_LOCAL_CORE_PATH/src/ollama/complete.py '{"user": "Hello"}'
 
 Input keys: ``user``, ``system``, ``messages`` (a chat list instead of
 user/system), ``model`` (a name or an alias from ``config/models.yaml``),
 ``temperature`` (0..2), ``max_tokens``, ``top_p`` (0..1], ``stop`` (a string or a
-list), ``timeout`` (seconds), ``stream`` (false; true streams from Ollama, which
-keeps tunnels alive, and still prints one object). When ``api.url`` points at a
-running API server, the request goes to its ``/v1/complete`` (the warm path, through
-the fast lane: :mod:`ai_local_core.cli.fast_lane`); when it does not answer, the
-completion runs in-process. Output and exit codes: ``docs/cli-contract.md``.
+list), ``timeout`` (seconds of silence allowed from Ollama), ``stream`` (accepted
+for compatibility: Ollama is always streamed and the output is one object), ``options``
+(Ollama's generation options: ``top_k``, ``num_ctx``, ``seed``...). Numbers may be
+numeric strings; unknown top-level keys are ignored and named in ``warnings``. When
+``api.url`` points at a running API server, the request goes to its ``/v1/complete``
+(the warm path, through the fast lane: :mod:`ai_local_core.cli.fast_lane`); when it
+does not answer, the completion runs in-process. Output and exit codes: ``docs/cli-contract.md``.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ai_local_core.cli._common import run_cli, validate_input
 from ai_local_core.cli.fast_lane import WarmRoute
 from ai_local_core.config import Settings
-from ai_local_core.ollama import ChatMessage, ChatResponse, OllamaClient
+from ai_local_core.inputs import Flag, Number, RequestModel, WholeNumber, with_warnings
+from ai_local_core.ollama import ChatMessage, OllamaClient
 
 __all__ = ["WARM_ROUTE", "CompleteRequest", "InputMessage", "complete", "complete_command", "main"]
 
@@ -44,21 +47,57 @@ class InputMessage(BaseModel):
     content: str
 
 
-class CompleteRequest(BaseModel):
-    """The JSON object accepted by ``ai-complete``."""
+#: The top-level keys that are shortcuts for an Ollama option: giving both is an error.
+_SAME_AS_OPTION = {
+    "temperature": "temperature",
+    "max_tokens": "num_predict",
+    "top_p": "top_p",
+    "stop": "stop",
+}
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+
+class CompleteRequest(RequestModel):
+    """The JSON object accepted by ``ai-complete``: numbers as JSON numbers or numeric
+    strings, unknown top-level keys ignored with a warning (:mod:`ai_local_core.inputs`)."""
 
     user: str | None = None
     system: str | None = None
     messages: list[InputMessage] | None = None
     model: str | None = Field(None, min_length=1, max_length=256)
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=131_072)
-    top_p: float | None = Field(None, gt=0, le=1)
+    temperature: Number | None = Field(None, ge=0, le=2)
+    max_tokens: WholeNumber | None = Field(None, ge=1, le=131_072)
+    top_p: Number | None = Field(None, gt=0, le=1)
     stop: list[str] | None = None
-    timeout: float | None = Field(None, gt=0, le=3600)
-    stream: bool = False
+    timeout: Number | None = Field(None, gt=0, le=3600)
+    stream: Flag = False
+    #: Ollama's generation options (``top_k``, ``num_ctx``, ``seed``...), checked against
+    #: ``ollama.Options`` by :meth:`_check_options`; the value kept is the checked one.
+    options: dict[str, Any] | None = None
+
+    @classmethod
+    def unknown_key_warning(cls, key: str) -> str:
+        from ai_local_core.ollama.options import option_names
+
+        if key in option_names():
+            return f"unknown key {key!r} ignored; Ollama options go in 'options'"
+        return super().unknown_key_warning(key)
+
+    @model_validator(mode="after")
+    def _check_options(self) -> CompleteRequest:
+        if not self.options:
+            return self
+        from ai_local_core.ollama.options import GenerationOptions
+
+        try:
+            checked = GenerationOptions.model_validate(self.options)
+        except ValidationError as exc:
+            raise ValueError(_options_error(exc)) from None
+        options = checked.model_dump(exclude_none=True)
+        for key, name in _SAME_AS_OPTION.items():
+            if getattr(self, key) is not None and name in options:
+                raise ValueError(f"give {key!r} or 'options.{name}', not both")
+        self.options = options
+        return self
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -92,6 +131,18 @@ class CompleteRequest(BaseModel):
         return self
 
 
+def _options_error(exc: ValidationError) -> str:
+    """``options.top_k: must be a whole number``; never the input values."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = ".".join(str(p) for p in error["loc"])
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown Ollama option {name!r} in 'options'")
+        else:
+            parts.append(f"options.{name}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
 def _messages(request: CompleteRequest, default_system: str | None) -> list[ChatMessage]:
     if request.messages is not None:
         return [ChatMessage(role=m.role, content=m.content) for m in request.messages]
@@ -121,30 +172,24 @@ def complete(payload: Any, settings: Settings) -> dict[str, Any]:
         options["top_p"] = top_p
     if request.stop:
         options["stop"] = request.stop
+    # The request's own options over models.yaml's defaults (a top-level key and its option
+    # together are refused by the model, so nothing the request set is overridden here).
+    options.update(request.options or {})
 
     messages = _messages(request, defaults.system)
     started = time.monotonic()
+    # Always streamed from Ollama and folded (the client's one way): ``timeout`` bounds the
+    # silence between two chunks, whatever ``stream`` says.
     with OllamaClient.from_settings(settings) as client:
-        if request.stream:
-            with client.chat(
-                model,
-                messages,
-                options=options,
-                keep_alive=defaults.keep_alive,
-                timeout=request.timeout,
-                stream=True,
-            ) as chunks:
-                result = ChatResponse.from_stream(chunks)
-        else:
-            result = client.chat(
-                model,
-                messages,
-                options=options,
-                keep_alive=defaults.keep_alive,
-                timeout=request.timeout,
-            )
+        result = client.chat(
+            model,
+            messages,
+            options=options,
+            keep_alive=defaults.keep_alive,
+            timeout=request.timeout,
+        )
     duration_ms = (time.monotonic() - started) * 1000
-    return {
+    answer: dict[str, Any] = {
         "content": result.content,
         "model": result.model or model,
         "provider": "ollama",
@@ -153,6 +198,7 @@ def complete(payload: Any, settings: Settings) -> dict[str, Any]:
         "tokens_per_second": round(result.tokens_per_second, 2),
         "done_reason": result.done_reason,
     }
+    return with_warnings(answer, request)
 
 
 def complete_command(payload: Any, settings: Settings) -> dict[str, Any]:
@@ -161,11 +207,12 @@ def complete_command(payload: Any, settings: Settings) -> dict[str, Any]:
     The API server itself calls :func:`complete` (never this function), so a server whose
     own configuration names ``api.url`` does not call itself.
     """
-    request = validate_input(CompleteRequest, payload)
+    validate_input(CompleteRequest, payload)  # bad input fails here, before any request
     if settings.api.url:
         from ai_local_core.api.remote import call_api
 
-        answer = call_api(settings, "/v1/complete", request.model_dump(exclude_none=True))
+        # The input as it is: the server validates it again and names what it ignored.
+        answer = call_api(settings, "/v1/complete", dict(payload))
         if answer is not None:
             return answer
     return complete(payload, settings)

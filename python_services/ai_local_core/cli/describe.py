@@ -3,7 +3,7 @@
 Usage::
 
     ai-describe "https://example.com/image.jpg" 50
-    python python_services/src/image/describe.py /path/to/photo.png
+    python3 $AI_LOCAL_CORE_PATH/src/image/describe.py /path/to/photo.png
 
 Arguments: the image (an http(s) URL or a local path) and, optionally, the
 maximum description length in tokens (default ``image.default_max_length``, 50).

@@ -3,7 +3,7 @@
 Usage::
 
     ai-translate "Hello world" pl
-    python python_services/src/translation/translate.py "Guten Tag" en [SOURCE]
+    python3 $AI_LOCAL_CORE_PATH/src/translation/translate.py "Guten Tag" en [SOURCE]
 
 Arguments: the text, the target language as an ISO code (``pl``, ``en``,
 ``de``...) and, optionally, the source language (default ``auto``). The backend

@@ -10,12 +10,13 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from ai_local_core.errors import InvalidInput
 from ai_local_core.image.base import MAX_LENGTH_LIMIT, ImageBackend
 from ai_local_core.image.errors import ImageTooLarge
 from ai_local_core.image.loader import ImageLimits, LoadedImage, decode_image, load_image
+from ai_local_core.inputs import RequestModel, WholeNumber, with_warnings
 
 if TYPE_CHECKING:
     from ai_local_core.config import Settings
@@ -26,16 +27,15 @@ __all__ = ["DescribeRequest", "create_image_backend", "decode_base64_image", "de
 _DATA_URI = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,")
 
 
-class DescribeRequest(BaseModel):
+class DescribeRequest(RequestModel):
     """What to describe: ``image`` (an http(s) URL, or a local path where allowed) or
     ``image_base64`` (the encoded file, optionally as a ``data:`` URI); ``max_length``
-    in tokens (the configured default when absent)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+    in tokens (the configured default when absent; ``50``, ``50.0`` or ``"50"``).
+    Unknown keys are ignored with a warning (:mod:`ai_local_core.inputs`)."""
 
     image: str | None = Field(None, min_length=1, max_length=8192)
     image_base64: str | None = Field(None, min_length=1)
-    max_length: int | None = Field(None, ge=1, le=MAX_LENGTH_LIMIT)
+    max_length: WholeNumber | None = Field(None, ge=1, le=MAX_LENGTH_LIMIT)
 
     @model_validator(mode="after")
     def _one_source(self) -> DescribeRequest:
@@ -98,7 +98,7 @@ def describe(
     else:
         image = load_image(request.image or "", limits)
     result = backend.describe(image, max_length=max_length)
-    return {
+    answer: dict[str, Any] = {
         "description": result.text,
         "backend": result.backend,
         "model": result.model,
@@ -107,3 +107,4 @@ def describe(
         "image": {"format": image.format, "width": image.width, "height": image.height},
         "duration_ms": round((time.perf_counter() - started) * 1000),
     }
+    return with_warnings(answer, request)

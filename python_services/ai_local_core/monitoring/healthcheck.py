@@ -3,7 +3,7 @@
 Run by a systemd timer. Each run checks:
 
 * ``ollama`` - Ollama answers ``/api/version``;
-* ``gateway`` / ``api`` - the gateway's ``/healthz`` and the services API's ``/health``
+* ``gateway`` / ``api`` - the gateway's ``/livez`` and the services API's ``/health``
   answer 200 (skipped when their URL is empty);
 * ``gpu`` - NVML sees a GPU, when one is expected;
 * ``vram`` - no GPU has more than ``vram_max_percent`` of its memory in use;

@@ -61,7 +61,7 @@ class MonitoringSettings(BaseModel):
     listen_port: int = Field(default=9101, ge=1, le=65535)
     # Probes
     ollama_url: str = "http://127.0.0.1:11434"
-    gateway_health_url: str = "http://127.0.0.1:8080/healthz"
+    gateway_health_url: str = "http://127.0.0.1:8080/livez"
     api_health_url: str = "http://127.0.0.1:8000/health"
     gateway_access_log: Path | None = Path("/var/log/nginx/ai-local-core/access.log")
     http_timeout: float = Field(default=5.0, gt=0, le=120)

@@ -10,8 +10,11 @@ upstream status, NDJSON streaming that survives lines split across chunks, and
 retries through tenacity (exponential backoff with jitter, bounded by attempts and
 total time) on connection errors and 429/502/503/504 only. A stream is retried
 only while opening it: once a chunk has been handed to the caller it is never
-repeated. The official package stays a test dependency, used to prove that the
-Ollama stand-in speaks the real protocol.
+repeated. Generations (``generate``, ``chat``) always ask Ollama to stream, also
+when the caller wants one result (the chunks are folded): the read timeout then
+counts the silence between two chunks, not the whole answer. The official
+package stays a test dependency, used to prove that the Ollama stand-in speaks
+the real protocol.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ logger = logging.getLogger("ai_local_core.ollama")
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=30.0, pool=5.0)
 
 _T = TypeVar("_T", bound=BaseModel)
+_G = TypeVar("_G", GenerateResponse, ChatResponse)
 _JSON = dict[str, Any]
 
 
@@ -465,6 +469,18 @@ class OllamaClient:
 
         return self._with_retries(attempt, what)
 
+    def _generation(
+        self, path: str, body: _JSON, item_type: type[_G], timeout: float | None, what: str
+    ) -> ResponseStream[_G]:
+        """The one way generations reach Ollama: streamed (``body["stream"]`` is true).
+
+        The read timeout then bounds the silence between two chunks (a cold model load, the
+        prompt evaluation, one token), never the whole answer; callers that want one result
+        fold the chunks (``from_stream``), which is what ``stream: false`` would have sent.
+        """
+        response = self._open_stream(path, body, timeout=timeout, what=what)
+        return ResponseStream(response, item_type, what=what, is_final=_done)
+
     def _json(self, response: httpx.Response, what: str) -> Any:
         try:
             return response.json()
@@ -611,11 +627,12 @@ class OllamaClient:
         timeout: float | None = None,
         stream: bool = False,
     ) -> GenerateResponse | ResponseStream[GenerateResponse]:
-        """``POST /api/generate``. With ``stream=True`` returns an open :class:`ResponseStream`."""
+        """``POST /api/generate``. With ``stream=True`` returns an open :class:`ResponseStream`,
+        else the chunks folded into one result (see :meth:`_generation`)."""
         model = self._require_model(model)
         what = f"generate with {model}"
         body = self._body(
-            {"model": model, "prompt": prompt, "stream": stream},
+            {"model": model, "prompt": prompt, "stream": True},
             system=system,
             options=dict(options) if options else None,
             format=format,
@@ -623,11 +640,11 @@ class OllamaClient:
             keep_alive=keep_alive,
             raw=raw,
         )
+        chunks = self._generation("/api/generate", body, GenerateResponse, timeout, what)
         if stream:
-            response = self._open_stream("/api/generate", body, timeout=timeout, what=what)
-            return ResponseStream(response, GenerateResponse, what=what, is_final=_done)
-        response = self._send("POST", "/api/generate", json=body, timeout=timeout, what=what)
-        return self._parse(GenerateResponse, self._json(response, what), what)
+            return chunks
+        with chunks:
+            return GenerateResponse.from_stream(chunks)
 
     @overload
     def chat(
@@ -666,7 +683,8 @@ class OllamaClient:
         timeout: float | None = None,
         stream: bool = False,
     ) -> ChatResponse | ResponseStream[ChatResponse]:
-        """``POST /api/chat``. With ``stream=True`` returns an open :class:`ResponseStream`."""
+        """``POST /api/chat``. With ``stream=True`` returns an open :class:`ResponseStream`,
+        else the chunks folded into one result (see :meth:`_generation`)."""
         model = self._require_model(model)
         what = f"chat with {model}"
         try:
@@ -679,17 +697,17 @@ class OllamaClient:
             {
                 "model": model,
                 "messages": [m.model_dump(exclude_none=True) for m in msgs],
-                "stream": stream,
+                "stream": True,
             },
             options=dict(options) if options else None,
             format=format,
             keep_alive=keep_alive,
         )
+        chunks = self._generation("/api/chat", body, ChatResponse, timeout, what)
         if stream:
-            response = self._open_stream("/api/chat", body, timeout=timeout, what=what)
-            return ResponseStream(response, ChatResponse, what=what, is_final=_done)
-        response = self._send("POST", "/api/chat", json=body, timeout=timeout, what=what)
-        return self._parse(ChatResponse, self._json(response, what), what)
+            return chunks
+        with chunks:
+            return ChatResponse.from_stream(chunks)
 
     def embed(
         self,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from ai_local_core.inputs import RequestModel, with_warnings
 from ai_local_core.translation.base import TranslationBackend
 from ai_local_core.translation.languages import AUTO
 
@@ -18,10 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["TranslateRequest", "create_translation_backend", "translate"]
 
 
-class TranslateRequest(BaseModel):
-    """``text`` to translate into ``target`` (an ISO code); ``source`` defaults to auto."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+class TranslateRequest(RequestModel):
+    """``text`` to translate into ``target`` (an ISO code); ``source`` defaults to auto.
+    Unknown keys are ignored with a warning (:mod:`ai_local_core.inputs`)."""
 
     text: str
     target: str = Field(max_length=16)
@@ -60,7 +60,7 @@ def translate(request: TranslateRequest, backend: TranslationBackend) -> dict[st
     """Translate and return the JSON result (without ``success``)."""
     started = time.perf_counter()
     result = backend.translate(request.text, request.target, source=request.source)
-    return {
+    answer: dict[str, Any] = {
         "translation": result.text,
         "source_language": result.source_language,
         "target_language": result.target_language,
@@ -68,3 +68,4 @@ def translate(request: TranslateRequest, backend: TranslationBackend) -> dict[st
         "model": result.model,
         "duration_ms": round((time.perf_counter() - started) * 1000),
     }
+    return with_warnings(answer, request)

@@ -17,10 +17,14 @@ depends on it, without any network beyond loopback:
   printed. Ingress comes from ``--config`` (the subset of YAML the role renders).
 * ``cloudflared tunnel [--config F] ingress validate``: checks the ingress rules like the real one.
 
-Stand-in only: ``GET /standin-edge/<path>`` on the metrics address plays the Cloudflare edge: it
-forwards the request to the origin of the matching ingress rule (or ``--url``) with the Host
-header the configuration asks for, so tests can prove the ``--http-host-header`` /
-``httpHostHeader`` wiring without the internet.
+Stand-in only: ``/standin-edge/<path>`` on the metrics address plays the Cloudflare edge: it
+forwards the request (any method, headers and body; ``X-Standin-Hostname`` picks the hostname) to
+the origin of the matching ingress rule (or ``--url``) with the Host header the configuration asks
+for, so tests can prove the ``--http-host-header`` / ``httpHostHeader`` wiring without the
+internet. The answer streams through as the origin sends it, and the edge's idle rule applies:
+when the origin sends no byte for ``CLOUDFLARED_STANDIN_EDGE_IDLE_TIMEOUT`` seconds (default 100,
+like Cloudflare's proxy read timeout) the edge answers 524 (before the response started) or cuts
+the response (after).
 
 Standard library only; runs on Python 3.9+.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import json
 import os
 import random
@@ -37,9 +42,7 @@ import socket
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -85,6 +88,14 @@ WORDS = (
     "timber", "upland", "valley", "willow", "yonder", "zephyr", "garden", "forest", "mirror",
 )  # fmt: skip
 TOKEN_INVALID = "Provided Tunnel token is not valid."
+EDGE_IDLE_ENV = "CLOUDFLARED_STANDIN_EDGE_IDLE_TIMEOUT"
+#: Cloudflare's proxy read timeout: HTTP 524 after this long without a byte from the origin.
+EDGE_IDLE_DEFAULT = 100.0
+#: Not forwarded by the edge (hop-by-hop, or set by the edge itself).
+EDGE_DROP_HEADERS = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length", "x-standin-hostname",
+}  # fmt: skip
 
 
 class UsageError(Exception):
@@ -266,6 +277,20 @@ class Tunnel:
     connector_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     ready: bool = False
     requests: int = 0
+    edge_idle_timeout: float = EDGE_IDLE_DEFAULT
+
+
+def edge_idle_timeout() -> float:
+    text = os.environ.get(EDGE_IDLE_ENV, "").strip()
+    if not text:
+        return EDGE_IDLE_DEFAULT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise UsageError(f"{EDGE_IDLE_ENV} must be seconds in (0, 3600], got {text!r}")
+    return value
 
 
 def sd_notify(message: str) -> None:
@@ -282,6 +307,7 @@ def sd_notify(message: str) -> None:
 def make_handler(tunnel: Tunnel) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "cloudflared-standin"
+        protocol_version = "HTTP/1.1"  # every answer has a length or is chunked
 
         def log_message(self, format: str, *args: Any) -> None:
             return
@@ -314,6 +340,15 @@ def make_handler(tunnel: Tunnel) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, b"404 page not found\n", "text/plain")
 
+        def _other(self) -> None:
+            if self.path.startswith("/standin-edge/"):
+                self._edge(self.path[len("/standin-edge") :])
+            else:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._send(404, b"404 page not found\n", "text/plain")
+
+        do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _other
+
         def _edge(self, origin_path: str) -> None:
             tunnel.requests += 1
             rule = tunnel.rules[-1]
@@ -322,21 +357,79 @@ def make_handler(tunnel: Tunnel) -> type[BaseHTTPRequestHandler]:
                 if candidate.hostname in ("", "*", wanted):
                     rule = candidate
                     break
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if rule.service.startswith("http_status:"):
                 self._send(int(rule.service.split(":", 1)[1]), b"")
                 return
-            url = rule.service.rstrip("/") + origin_path
-            request = urllib.request.Request(url)
-            if rule.http_host_header:
-                request.add_header("Host", rule.http_host_header)
+            origin = urllib.parse.urlsplit(rule.service)
+            headers = {
+                name: value
+                for name, value in self.headers.items()
+                if name.lower() not in EDGE_DROP_HEADERS
+            }
+            headers["Host"] = rule.http_host_header or origin.netloc
+            connection_class = (
+                http.client.HTTPSConnection
+                if origin.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            # The socket timeout is the idle rule: it bounds every wait for the origin's bytes.
+            conn = connection_class(
+                origin.hostname or "localhost", origin.port, timeout=tunnel.edge_idle_timeout
+            )
             try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    self._send(response.status, response.read(), response.headers["Content-Type"])
-            except urllib.error.HTTPError as exc:
-                self._send(exc.code, exc.read(), "application/octet-stream")
-            except (urllib.error.URLError, OSError):
-                # The real edge answers 502 when the origin cannot be reached.
-                self._send(502, b"origin unreachable", "text/plain")
+                try:
+                    conn.connect()
+                except OSError:
+                    # The real edge answers 502 when the origin cannot be reached.
+                    self._send(502, b"origin unreachable", "text/plain")
+                    return
+                try:
+                    conn.request(
+                        self.command,
+                        origin.path.rstrip("/") + origin_path,
+                        body=body if body or self.command in ("POST", "PUT", "PATCH") else None,
+                        headers=headers,
+                    )
+                    response = conn.getresponse()
+                except socket.timeout:  # noqa: UP041 - not TimeoutError on Python 3.9
+                    log("ERR", f"origin sent no byte for {tunnel.edge_idle_timeout:g}s: 524")
+                    self._send(524, b"error code: 524", "text/plain; charset=UTF-8")
+                    return
+                except (OSError, http.client.HTTPException):
+                    self._send(502, b"origin unreachable", "text/plain")
+                    return
+                self._relay(response)
+            finally:
+                conn.close()
+
+        def _relay(self, response: http.client.HTTPResponse) -> None:
+            """Pass the origin's answer on as it comes, chunk by chunk, under the idle rule."""
+            self.close_connection = True
+            self.send_response(response.status)
+            for name, value in response.getheaders():
+                if name.lower() not in EDGE_DROP_HEADERS:
+                    self.send_header(name, value)
+            self.send_header("Connection", "close")
+            if self.command == "HEAD" or response.status in (204, 304):
+                self.end_headers()
+                return
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                while True:
+                    data = response.read1(65536)
+                    if not data:
+                        break
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except socket.timeout:  # noqa: UP041 - not TimeoutError on Python 3.9
+                # Too late for a 524: the edge drops the response (no final chunk).
+                log("ERR", f"origin idle for {tunnel.edge_idle_timeout:g}s mid-response: cut")
+            except (OSError, http.client.HTTPException):
+                pass
 
     return Handler
 
@@ -364,6 +457,7 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def serve_tunnel(opts: Options, tunnel: Tunnel) -> int:
+    tunnel.edge_idle_timeout = edge_idle_timeout()
     host, port = split_address(opts.flags.get("metrics", "localhost:0"))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
 

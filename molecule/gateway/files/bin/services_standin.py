@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Services API stand-in for the gateway scenario (a test fixture, never shipped).
 
-Answers ``GET /health`` with ``{"status": "ok"}`` and any other request with what it received
-(method, path, headers), so tests can see what the gateway forwards. ``GET /_standin/count`` and
+Answers ``GET /health`` with ``{"status": "ok"}``, ``GET /ready`` like the real API (200 when the
+Ollama stand-in on 127.0.0.1:11434 answers, else 503, with details the gateway's ``/healthz``
+must not show) and any other request with what it received (method, path, headers), so tests
+can see what the gateway forwards. ``GET /_standin/count`` and
 ``DELETE /_standin/count`` read and reset the number of requests received (control calls are not
 counted). Standard library only. Usage: services_standin.py [HOST:PORT] (default 127.0.0.1:8000).
 """
@@ -12,7 +14,10 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+OLLAMA = "http://127.0.0.1:11434"
 
 LOCK = threading.Lock()
 COUNT = {"requests": 0}
@@ -47,6 +52,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._send(200, {"status": "ok"})
             return
+        if self.path == "/ready":
+            ok = ollama_answers()
+            checks = {"ollama": {"ok": ok, "url": OLLAMA}, "model": "llama3.1:8b"}
+            self._send(200 if ok else 503, {"ready": ok, "checks": checks})
+            return
         self._send(
             200,
             {
@@ -60,6 +70,14 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = _handle
     do_POST = _handle
     do_DELETE = _handle
+
+
+def ollama_answers() -> bool:
+    try:
+        with urllib.request.urlopen(f"{OLLAMA}/api/version", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def main() -> None:
