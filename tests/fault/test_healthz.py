@@ -61,6 +61,13 @@ def livez(gateway: NginxGateway) -> tuple[int, bytes]:
     return status, body
 
 
+def last_logged(gateway: NginxGateway) -> dict[str, object]:
+    """The gateway's last access-log entry (JSON lines)."""
+    lines = (gateway.workdir / "logs" / "access.log").read_text().splitlines()
+    entry: dict[str, object] = json.loads(lines[-1])
+    return entry
+
+
 def assert_reveals_nothing(headers: dict[str, str], body: bytes) -> None:
     assert headers["content-type"].startswith("application/json")
     # server_tokens off: "nginx", no version; no upstream header passes.
@@ -80,6 +87,8 @@ def test_healthz_ok_when_ollama_and_services_answer(
     status, headers, body = healthz(gateway)
     assert (status, body) == (200, OK)
     assert_reveals_nothing(headers, body)
+    # The access log (and so the monitoring exporter's route metrics) names the route.
+    assert last_logged(gateway)["route"] == "healthz"
 
 
 def test_healthz_unavailable_when_ollama_is_down(
@@ -91,6 +100,7 @@ def test_healthz_unavailable_when_ollama_is_down(
         status, headers, body = healthz(gateway)
         assert (status, body) == (503, UNAVAILABLE)
         assert_reveals_nothing(headers, body)
+        assert last_logged(gateway)["route"] == "healthz"
         # nginx itself is fine: liveness stays green.
         assert livez(gateway) == (200, OK)
     finally:
