@@ -59,11 +59,12 @@ SANDBOX_VARS := $(if $(findstring inventories/sandbox,$(INVENTORY)),$(wildcard .
 ANSIBLE_OPTS = -i $(INVENTORY) $(if $(LIMIT),--limit '$(LIMIT)') \
   $(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE)) \
   $(if $(SANDBOX_VARS),-e @$(SANDBOX_VARS))
-# MITOGEN=1: the operator targets run Ansible with mitogen's `mitogen_linear` strategy (the
-# mitogen package in .venv): one Python per host for the whole run instead of one per task, a
-# no-op site.yml over SSH in a fraction of the time (docs/benchmarks.md). Off by default (plain
-# SSH with pipelining) until it is proven on every playbook and the VM (docs/operations.md).
-MITOGEN     ?= 0
+# The operator targets run Ansible with mitogen's `mitogen_linear` strategy (the mitogen package
+# in .venv): one Python per host for the whole run instead of one per task, a no-op site.yml over
+# SSH in a fraction of the time (docs/benchmarks.md). Proven on every playbook: the Molecule
+# scenarios converge, re-run and verify (check mode, the day-2 playbooks) with it, make demo and
+# make vm-test deploy over SSH with it. MITOGEN=0: plain SSH with pipelining (docs/operations.md).
+MITOGEN     ?= 1
 MITOGEN_ENV  = $(if $(filter 1,$(MITOGEN)),ANSIBLE_STRATEGY=mitogen_linear \
   ANSIBLE_STRATEGY_PLUGINS="$$($(BIN)/python -c 'import ansible_mitogen, os; \
   print(os.path.join(os.path.dirname(ansible_mitogen.__file__), "plugins", "strategy"))')")

@@ -395,7 +395,7 @@ PROVISIONING_KEYS = (
     "converge_s",
     "noop_rerun_s",
     "noop_tasks",
-    "noop_rerun_mitogen_s",
+    "noop_rerun_plain_s",
     "host",
     "measured_at",
     "source",
@@ -427,7 +427,7 @@ def read_timings(path: Path, kind: str) -> dict[str, Any]:
         raise ValueError(f"{path}: not a JSON object")
     entry: dict[str, Any] = {"kind": kind, "label": label, "measured": True}
     entry |= {"source_file": str(path)} | {k: data.get(k) for k in PROVISIONING_KEYS}
-    for key in ("converge_s", "noop_rerun_s", "noop_rerun_mitogen_s"):
+    for key in ("converge_s", "noop_rerun_s", "noop_rerun_plain_s"):
         entry[key] = _seconds(data.get(key), path, key)
     tasks = data.get("noop_tasks")
     if tasks is not None and (isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 0):
@@ -459,11 +459,11 @@ def provisioning_goal(pv: dict[str, Any] | None) -> tuple[float | None, bool | N
         )
     if sandbox.get("measured") and sandbox.get("noop_rerun_s") is not None:
         value = float(sandbox["noop_rerun_s"])
-        tasks, mitogen = sandbox.get("noop_tasks"), sandbox.get("noop_rerun_mitogen_s")
+        tasks, plain = sandbox.get("noop_tasks"), sandbox.get("noop_rerun_plain_s")
         note = "".join(
             [
-                f"{tasks} tasks; " if tasks is not None else "",
-                f"with mitogen_linear {mitogen:.1f} s; " if mitogen is not None else "",
+                f"{tasks} tasks, mitogen_linear (the default); " if tasks is not None else "",
+                f"plain SSH (MITOGEN=0) {plain:.1f} s; " if plain is not None else "",
                 f"{sandbox.get('host') or 'host not given'}, measured {sandbox.get('measured_at')}",
             ]
         )

@@ -51,11 +51,11 @@ def test_record_of_a_new_container_has_the_converge_time() -> None:
     assert demo.CONTAINER in str(record["host"]) and demo.IMAGE in str(record["host"])
     # The record is exactly what the bench reads (bench/run.py).
     assert set(record) == set(PROVISIONING_KEYS)
-    assert record["noop_rerun_mitogen_s"] is None
-    with_mitogen = demo.provisioning_record(
-        run(401.0), run(12.0), fresh=True, extra=[], mitogen=run(5.04)
+    assert record["noop_rerun_plain_s"] is None
+    with_plain = demo.provisioning_record(
+        run(401.0), run(12.0), fresh=True, extra=[], plain=run(30.04)
     )
-    assert with_mitogen["noop_rerun_mitogen_s"] == 5.0
+    assert with_plain["noop_rerun_plain_s"] == 30.0
 
 
 def test_record_of_a_reused_container_has_no_converge_time() -> None:
