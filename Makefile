@@ -159,7 +159,7 @@ lint: venv ## ansible-lint (production), yamllint, ruff, mypy: all run, any fail
 
 .PHONY: unit
 unit: venv ## Python unit and integration tests (pytest, loopback only)
-	@rc=0; $(BIN)/pytest -q || rc=$$?; \
+	@rc=0; $(BIN)/pytest -q --durations=15 || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
 
 .PHONY: molecule

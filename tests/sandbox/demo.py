@@ -419,9 +419,7 @@ def demo(extra: list[str]) -> int:
     converge = run_site(standins, extra, env_extra=mitogen)
     rerun = rerun_site(standins, extra, env_extra=mitogen)
     plain = rerun_site(standins, extra)
-    write_provisioning(
-        provisioning_record(converge, rerun, fresh=fresh, extra=extra, plain=plain)
-    )
+    write_provisioning(provisioning_record(converge, rerun, fresh=fresh, extra=extra, plain=plain))
     data = yaml.safe_load(standins.read_text(encoding="utf-8"))
     api_key = str(data["gateway_api_keys"][0]["key"])
 
