@@ -1,12 +1,10 @@
-"""GPU figures through NVML: a fake ``pynvml`` proves the series, the real one the absent path."""
+"""GPU figures through NVML: the NVML stand-in proves the series, the real one the absent path."""
 
 from __future__ import annotations
 
 import ctypes.util
 import importlib
 import sys
-import types
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -17,6 +15,8 @@ from ai_local_core.monitoring.settings import MonitoringSettings
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fixtures.nvml import RTX_3060, fake_nvml
+
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of an exposition text, keyed by name and sorted labels."""
@@ -25,72 +25,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-
-
-class FakeNVMLError(Exception):
-    pass
-
-
-@dataclass
-class _Util:
-    gpu: int
-    memory: int
-
-
-@dataclass
-class _Memory:
-    used: int
-    total: int
-    free: int
-
-
-def fake_nvml(
-    gpus: list[dict[str, Any]], *, init_error: bool = False, driver: str = "570.86.15"
-) -> types.ModuleType:
-    """A module with pynvml's names, answering from ``gpus``; a value None raises NOT_SUPPORTED."""
-    module = types.ModuleType("pynvml")
-    calls: list[str] = []
-
-    def value(handle: int, key: str) -> Any:
-        found = gpus[handle][key]
-        if found is None:
-            raise FakeNVMLError("Not Supported")
-        return found
-
-    def init() -> None:
-        calls.append("init")
-        if init_error:
-            raise FakeNVMLError("NVML Shared Library Not Found")
-
-    module.__dict__.update(
-        NVMLError=FakeNVMLError,
-        NVML_TEMPERATURE_GPU=0,
-        calls=calls,
-        nvmlInit=init,
-        nvmlShutdown=lambda: calls.append("shutdown"),
-        nvmlSystemGetDriverVersion=lambda: driver,
-        nvmlDeviceGetCount=lambda: len(gpus),
-        nvmlDeviceGetHandleByIndex=lambda index: index,
-        nvmlDeviceGetName=lambda h: value(h, "name"),
-        nvmlDeviceGetUUID=lambda h: value(h, "uuid"),
-        nvmlDeviceGetUtilizationRates=lambda h: _Util(*value(h, "util")),
-        nvmlDeviceGetMemoryInfo=lambda h: _Memory(*value(h, "memory")),
-        nvmlDeviceGetTemperature=lambda h, sensor: value(h, "temp"),
-        nvmlDeviceGetPowerUsage=lambda h: value(h, "power_mw"),
-        nvmlDeviceGetEnforcedPowerLimit=lambda h: value(h, "limit_mw"),
-    )
-    return module
-
-
-RTX_3060 = {
-    "name": b"NVIDIA GeForce RTX 3060",
-    "uuid": "GPU-1111",
-    "util": (37, 12),
-    "memory": (6 * 1024**3, 12 * 1024**3, 6 * 1024**3),
-    "temp": 61,
-    "power_mw": 95_500,
-    "limit_mw": 170_000,
-}
 
 
 def _metrics(snapshot_reader: Any) -> str:
@@ -104,7 +38,7 @@ def _metrics(snapshot_reader: Any) -> str:
 
 
 def test_fake_nvml_gives_every_series_per_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    second = {**RTX_3060, "uuid": "GPU-2222", "power_mw": None, "util": None}
+    second = {**RTX_3060, "uuid": "GPU-2222", "power_mw": None, "util": None, "energy_mj": None}
     fake = fake_nvml([RTX_3060, second])
     monkeypatch.setitem(sys.modules, "pynvml", fake)
 
@@ -115,7 +49,9 @@ def test_fake_nvml_gives_every_series_per_gpu(monkeypatch: pytest.MonkeyPatch) -
     assert first.power_draw_watts == pytest.approx(95.5)
     assert first.power_limit_watts == pytest.approx(170.0)
     assert first.memory_used_ratio == pytest.approx(0.5)
+    assert first.energy_millijoules == 5_000_000
     assert snapshot.gpus[1].power_draw_watts is None  # NOT_SUPPORTED on that board
+    assert snapshot.gpus[1].energy_millijoules is None
     assert fake.calls == ["init", "shutdown"]
 
     text = _metrics(read_gpus)

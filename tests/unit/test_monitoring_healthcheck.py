@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from ai_local_core.monitoring import healthcheck as hc
+from ai_local_core.monitoring.energy import DayRecord, EnergyMeter, SourceState
 from ai_local_core.monitoring.gpu import GpuSnapshot, GpuStats
 from ai_local_core.monitoring.settings import WEBHOOK_ENV, MonitoringSettings
 from pydantic import SecretStr
@@ -319,3 +320,70 @@ def test_cli_without_webhook_still_tracks_state(
     assert hc.main(["--config", str(config)]) == 0
     state = json.loads((tmp_path / "state" / "state.json").read_text())
     assert "ollama" in state["failing"]
+
+
+# ---------------------------------------------------------------------- daily energy summary
+
+
+def write_ledger(path: Path, day: date) -> None:
+    """The exporter's energy state with one record for ``day``: 1.5 kWh, 1.65 PLN."""
+    meter = EnergyMeter(path, tariff_pln_per_kwh=1.1)
+    meter.state.days[day.isoformat()] = DayRecord(
+        gpu_j=5_400_000, cost_pln=1.65, gpu_idle_s=3600, gpu_idle_j=54_000
+    )
+    meter.state.sources["gpu:GPU-1111"] = SourceState(kind="gpu", labels={"gpu": "0"})
+    meter.save(force=True)
+
+
+def test_daily_summary_is_due_once_a_day_after_the_hour(tmp_path: Path) -> None:
+    ledger = tmp_path / "energy-state.json"
+    settings = MonitoringSettings(energy_state_file=ledger, daily_summary_hour=8)
+    morning = datetime(2026, 11, 24, 9, 30).astimezone()  # the node's local time
+    assert hc.daily_summary(settings, hc.HealthState(), host="n1", now=morning) is None  # no ledger
+    write_ledger(ledger, date(2026, 11, 23))
+    early = datetime(2026, 11, 24, 7, 59).astimezone()
+    assert hc.daily_summary(settings, hc.HealthState(), host="n1", now=early) is None
+
+    payload = hc.daily_summary(settings, hc.HealthState(), host="n1", now=morning)
+    assert payload is not None and payload.event == "daily_summary"
+    assert payload.energy["day"] == "2026-11-23"
+    assert payload.energy["day_kwh"] == pytest.approx(1.5)
+    assert payload.energy["window_cost_pln"] == pytest.approx(1.65)
+    assert payload.energy["gpu_idle_watts"] == pytest.approx(15.0)
+    assert payload.text.splitlines() == [
+        "[ai-local-core] n1: energy summary",
+        "2026-11-23 1.50 kWh, 1.65 PLN",
+        "30 days 1.50 kWh, 1.65 PLN (1 recorded)",
+        "GPU avg idle 15.0 W, busy n/a",
+        "measured: GPU 0",
+    ]
+    sent = hc.HealthState(summary_sent_on=date(2026, 11, 24))
+    assert hc.daily_summary(settings, sent, host="n1", now=morning) is None
+    off = settings.model_copy(update={"daily_summary": False})
+    assert hc.daily_summary(off, hc.HealthState(), host="n1", now=morning) is None
+    # The state keeps the day across decide().
+    state, _ = hc.decide(sent, [ok("ollama")], {}, host="n1", now=NOW)
+    assert state.summary_sent_on == date(2026, 11, 24)
+
+
+def test_cli_posts_the_daily_summary_once(
+    tmp_path: Path, ollama_standin: OllamaStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_settings(tmp_path, ollama_standin.url)
+    data = json.loads(config.read_text())
+    ledger = tmp_path / "state" / "energy-state.json"
+    data.update(energy_state_file=str(ledger), daily_summary_hour=0)
+    config.write_text(json.dumps(data))
+    write_ledger(ledger, datetime.now().astimezone().date() - timedelta(days=1))
+    monkeypatch.setattr(hc, "read_gpus", lambda: GpuSnapshot(present=False, reason="test"))
+    run = ["--config", str(config)]
+
+    assert hc.main(run) == 0  # no webhook URL: nothing posted, nothing marked
+    assert json.loads((tmp_path / "state" / "state.json").read_text())["summary_sent_on"] is None
+    with receiver() as (url, posts):
+        monkeypatch.setenv(WEBHOOK_ENV, url)
+        assert hc.main(run) == 0
+        assert hc.main(run) == 0  # the same day: not again
+    assert [p["event"] for p in posts] == ["daily_summary"]
+    assert posts[0]["host"] == "node-under-test"
+    assert "1.50 kWh, 1.65 PLN" in posts[0]["text"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ai_local_core.monitoring.energy import DayRecord, EnergyMeter, EnergyReading
 from ai_local_core.monitoring.status import (
     build_status,
     parse_nvidia_smi,
@@ -179,3 +182,67 @@ def test_the_ansible_filter_uses_the_package() -> None:
     spec.loader.exec_module(module)
     filters = module.FilterModule().filters()
     assert filters["ai_local_core_status_table"](raw()) == render_status(raw())
+
+
+# ---------------------------------------------------------------------- energy
+
+
+def energy_state() -> str:
+    """The exporter's state file after a day of the NVML stand-in's readings and RAPL."""
+    meter = EnergyMeter(None, tariff_pln_per_kwh=1.1, sample_seconds=15)
+    start = datetime(2026, 11, 23, 23, 59, 30, tzinfo=timezone.utc)
+    gpu_raw, cpu_raw = 0, 0
+    for step in range(0, 8):
+        when = start + timedelta(seconds=15 * step)
+        busy = step % 2 == 1  # alternate 15 s at 120 W (busy) and 15 s at 20 W (idle)
+        gpu_raw += (120 if busy else 20) * 15 * 1000 if step else 0
+        cpu_raw += 30 * 15 * 1_000_000 if step else 0
+        meter.record(
+            [
+                EnergyReading("gpu", "gpu:GPU-1111", {"gpu": "0"}, gpu_raw, 0.001, busy=busy),
+                EnergyReading("cpu", "rapl:intel-rapl:0", {"name": "package-0"}, cpu_raw, 1e-6),
+            ],
+            when,
+        )
+    # A day recorded earlier in the window (3.6 MJ = 1 kWh at 1.1 PLN).
+    meter.state.days["2026-11-01"] = DayRecord(gpu_j=3_600_000, cost_pln=1.1)
+    meter.state.unavailable = {}
+    return meter.state.to_json()
+
+
+def test_status_shows_energy_cost_and_idle_busy_watts() -> None:
+    got = rows(render_status(raw(energy_state=energy_state(), today="2026-11-24")))
+    energy = got["energy"]
+    # 2026-11-24 (from 00:00:00): 4 GPU intervals (2 busy, 2 idle) + 4 CPU intervals of 450 J.
+    gpu_j = 2 * 120 * 15 + 2 * 20 * 15
+    total_kwh = (gpu_j + 4 * 450) / 3.6e6
+    assert energy[0] == f"today {total_kwh:.2f} kWh, {total_kwh * 1.1:.2f} PLN"
+    assert energy[1].startswith("30 days 1.00 kWh, 1.10 PLN (3 recorded)")
+    assert energy[2] == "GPU avg idle 20.0 W, busy 120.0 W"
+    assert energy[3] == "measured: CPU package-0, GPU 0"
+
+
+def test_status_energy_without_a_ledger_or_with_garbage() -> None:
+    assert rows(render_status(raw()))["energy"] == [
+        "no energy data (the exporter's state file is missing)"
+    ]
+    assert rows(render_status(raw(energy_state="{oops")))["energy"] == ["energy state unreadable"]
+    unmeasured = json.dumps(
+        {
+            "unavailable": {
+                "gpu": "NVML unavailable: NVML Shared Library Not Found",
+                "cpu": "/sys/class/powercap/intel-rapl:0/energy_uj is readable by root only "
+                "(kernel default since 5.10, CVE-2020-8694)",
+            }
+        }
+    )
+    table = render_status(raw(energy_state=unmeasured, today="2026-11-24"))
+    assert rows(table)["energy"] == [
+        "nothing measured",
+        "CPU not measured: /sys/class/powercap/intel-rapl:0/energy_uj",
+        "is readable by root only (kernel default since 5.10,",
+        "CVE-2020-8694)",
+        "GPU not measured: NVML unavailable: NVML Shared Library Not",
+        "Found",
+    ]
+    assert max(len(line) for line in table.splitlines()) <= 100

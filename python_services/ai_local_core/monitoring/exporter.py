@@ -15,7 +15,13 @@ figures are as fresh as the scrape and nothing runs between scrapes. Series:
   ``ollama_loaded_model_vram_ratio``, ``ollama_loaded_model_expires_timestamp_seconds``;
 * ``gateway_access_log_readable``, ``gateway_requests_total{route,status}``,
   ``gateway_request_duration_seconds{route}`` (histogram),
-  ``gateway_access_log_invalid_lines_total``.
+  ``gateway_access_log_invalid_lines_total``;
+* energy (:mod:`.energy`): ``gpu_energy_joules_total{gpu,name,uuid}`` (NVML),
+  ``cpu_energy_joules_total{zone,name}`` (RAPL package zones, where readable),
+  ``energy_tariff_pln_per_kwh`` and, with a tariff above 0, ``energy_cost_pln_total``. These
+  counters survive driver reloads, reboots and exporter restarts (the state file). Energy is
+  also sampled every ``energy_sample_seconds`` between scrapes, so that the daily ledger read by
+  ``make status`` and the health check's daily summary is kept without a Prometheus server.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -41,20 +48,51 @@ from prometheus_client.registry import Collector
 
 from ai_local_core.errors import AiLocalCoreError
 from ai_local_core.monitoring.access_log import AccessLogFollower, GatewayStats
+from ai_local_core.monitoring.energy import EnergyMeter, EnergyReading, boot_time, read_rapl
 from ai_local_core.monitoring.gpu import GpuSnapshot, read_gpus
 from ai_local_core.monitoring.ollama_probe import OllamaSnapshot, read_ollama
 from ai_local_core.monitoring.settings import MonitoringSettings, load_settings
 
-__all__ = ["NodeCollector", "build_registry", "main"]
+__all__ = ["NodeCollector", "build_registry", "gpu_energy_readings", "main"]
 
 logger = logging.getLogger("ai_local_core.monitoring.exporter")
 
 GpuReader = Callable[[], GpuSnapshot]
 OllamaReader = Callable[[str, float], OllamaSnapshot]
+RaplReader = Callable[[Path], tuple[list[EnergyReading], str | None]]
 
 
 def _default_ollama_reader(url: str, timeout: float) -> OllamaSnapshot:
     return read_ollama(url, timeout=timeout)
+
+
+def _local_now() -> datetime:
+    return datetime.now().astimezone()
+
+
+def gpu_energy_readings(
+    snapshot: GpuSnapshot, busy_percent: float
+) -> tuple[list[EnergyReading], str | None]:
+    """The NVML energy counters of a snapshot, and why there are none."""
+    readings = [
+        EnergyReading(
+            kind="gpu",
+            key=f"gpu:{gpu.uuid}" if gpu.uuid else f"gpu:index{gpu.index}",
+            labels={"gpu": str(gpu.index), "name": gpu.name, "uuid": gpu.uuid},
+            raw=gpu.energy_millijoules,
+            joules_per_unit=0.001,
+            busy=(
+                None if gpu.utilization_percent is None else gpu.utilization_percent >= busy_percent
+            ),
+        )
+        for gpu in snapshot.gpus
+        if gpu.energy_millijoules is not None
+    ]
+    if readings:
+        return readings, None
+    if not snapshot.present:
+        return [], snapshot.reason or "no GPU"
+    return [], "NVML has no total energy counter for this GPU (older than Volta?)"
 
 
 class NodeCollector(Collector):
@@ -67,10 +105,22 @@ class NodeCollector(Collector):
         gpu_reader: GpuReader = read_gpus,
         ollama_reader: OllamaReader = _default_ollama_reader,
         access_log_from_start: bool = False,
+        rapl_reader: RaplReader = read_rapl,
+        energy_meter: EnergyMeter | None = None,
+        clock: Callable[[], datetime] = _local_now,
     ) -> None:
         self.settings = settings
         self._gpu_reader = gpu_reader
         self._ollama_reader = ollama_reader
+        self._rapl_reader = rapl_reader
+        self._clock = clock
+        self.energy = energy_meter or EnergyMeter(
+            settings.energy_state_file,
+            tariff_pln_per_kwh=settings.energy_tariff_pln_per_kwh,
+            sample_seconds=settings.energy_sample_seconds,
+            boot=boot_time(),
+        )
+        self._energy_reasons: dict[str, str] = {}
         self._lock = threading.Lock()
         self.gateway = GatewayStats()
         self._follower = (
@@ -82,7 +132,10 @@ class NodeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         # One scrape at a time: the log follower and the counters are shared state.
         with self._lock:
-            yield from self._gpu_metrics(self._gpu_reader())
+            snapshot = self._gpu_reader()
+            yield from self._gpu_metrics(snapshot)
+            self._record_energy(snapshot)
+            yield from self._energy_metrics()
             yield from self._ollama_metrics(
                 self._ollama_reader(self.settings.ollama_url, self.settings.http_timeout)
             )
@@ -138,6 +191,75 @@ class NodeCollector(Collector):
                     family.add_metric(values, float(value))
         if snapshot.gpus:
             yield from families.values()
+
+    # ------------------------------------------------------------------ energy
+
+    def sample_energy(self) -> None:
+        """Read the energy counters now (the exporter's sampler calls this between scrapes)."""
+        with self._lock:
+            self._record_energy(self._gpu_reader())
+
+    def save_energy(self) -> None:
+        """Write the energy state now (at shutdown)."""
+        with self._lock:
+            self.energy.save(force=True)
+
+    def _record_energy(self, snapshot: GpuSnapshot) -> None:
+        readings, gpu_reason = gpu_energy_readings(
+            snapshot, self.settings.energy_busy_utilization_percent
+        )
+        reasons: dict[str, str] = {}
+        if gpu_reason is not None:
+            reasons["gpu"] = gpu_reason
+        if self.settings.rapl_root is not None:
+            cpu, cpu_reason = self._rapl_reader(self.settings.rapl_root)
+            readings.extend(cpu)
+            if cpu_reason is not None:
+                reasons["cpu"] = cpu_reason
+        for kind, reason in reasons.items():
+            if self._energy_reasons.get(kind) != reason:
+                logger.info("%s energy not measured: %s", kind.upper(), reason)
+        self._energy_reasons = reasons
+        self.energy.record(readings, self._clock(), unavailable=reasons)
+        self.energy.save()
+
+    def _energy_metrics(self) -> Iterator[Metric]:
+        gpu_labels = ["gpu", "name", "uuid"]
+        gpu = CounterMetricFamily(
+            "gpu_energy_joules",
+            "GPU board energy (J, NVML); monotonic across driver reloads, reboots and "
+            "exporter restarts.",
+            labels=gpu_labels,
+        )
+        for source in self.energy.totals("gpu"):
+            gpu.add_metric([source.labels.get(k, "") for k in gpu_labels], source.total_j)
+        cpu = CounterMetricFamily(
+            "cpu_energy_joules",
+            "CPU package energy (J, RAPL powercap); monotonic across wraps, reboots and "
+            "exporter restarts.",
+            labels=["zone", "name"],
+        )
+        for source in self.energy.totals("cpu"):
+            cpu.add_metric(
+                [source.labels.get("zone", ""), source.labels.get("name", "")], source.total_j
+            )
+        if gpu.samples:
+            yield gpu
+        if cpu.samples:
+            yield cpu
+        tariff = self.energy.tariff
+        yield GaugeMetricFamily(
+            "energy_tariff_pln_per_kwh",
+            "Electricity tariff the cost is computed with (PLN per kWh; 0: no cost).",
+            tariff,
+        )
+        if tariff > 0:
+            yield CounterMetricFamily(
+                "energy_cost_pln",
+                "Cost of the measured energy (GPU boards and CPU packages) at the tariff in "
+                "force when it was used (PLN).",
+                value=self.energy.state.cost_pln_total,
+            )
 
     # ------------------------------------------------------------------ Ollama
 
@@ -266,7 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({settings.listen_address}:{settings.listen_port})"
         )
         return 0
-    registry = build_registry(NodeCollector(settings))
+    collector = NodeCollector(settings)
+    collector.sample_energy()  # the baseline of the energy counters
+    registry = build_registry(collector)
     try:
         server, thread = start_wsgi_server(
             settings.listen_port, settings.listen_address, registry=registry
@@ -283,12 +407,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    def _sample() -> None:
+        while not stop.wait(settings.energy_sample_seconds):
+            collector.sample_energy()
+
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    sampler = threading.Thread(target=_sample, name="energy-sampler", daemon=True)
+    sampler.start()
     logger.info("listening on %s:%d", settings.listen_address, settings.listen_port)
     stop.wait()
     server.shutdown()
     thread.join(timeout=5)
+    sampler.join(timeout=5)
+    collector.save_energy()
     return 0
 
 

@@ -35,6 +35,8 @@ class GpuStats(BaseModel):
     temperature_celsius: float | None = None
     power_draw_watts: float | None = None
     power_limit_watts: float | None = None
+    #: NVML's total energy counter: millijoules since the driver was loaded (Volta and newer).
+    energy_millijoules: int | None = None
 
     @property
     def memory_used_ratio(self) -> float | None:
@@ -109,6 +111,7 @@ def _read_initialised(nvml: ModuleType, nvml_error: type[BaseException]) -> GpuS
         temperature = optional(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU)
         power_mw = optional(nvml.nvmlDeviceGetPowerUsage, handle)
         limit_mw = optional(nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+        energy_mj = optional(nvml.nvmlDeviceGetTotalEnergyConsumption, handle)
         gpus.append(
             GpuStats(
                 index=index,
@@ -123,6 +126,7 @@ def _read_initialised(nvml: ModuleType, nvml_error: type[BaseException]) -> GpuS
                 temperature_celsius=None if temperature is None else float(temperature),
                 power_draw_watts=None if power_mw is None else power_mw / 1000.0,
                 power_limit_watts=None if limit_mw is None else limit_mw / 1000.0,
+                energy_millijoules=None if energy_mj is None else int(energy_mj),
             )
         )
     driver_version = None if driver is None else _text(driver)

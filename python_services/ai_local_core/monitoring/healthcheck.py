@@ -17,6 +17,13 @@ failing, ``"recovered"`` when the last failing check passes again (a run where s
 checks break while others recover is ``broken``, with both lists filled). The
 same failure is never posted twice. When the post fails, the state is not
 advanced (the next run tries again) and the exit status is non-zero.
+
+Once a day, the first run at or after ``daily_summary_hour`` (local time) posts a
+``"event": "daily_summary"`` with the previous day's energy, cost and the 30 days
+ending with it, and the GPU's average idle and busy power, read from the exporter's
+energy ledger (:mod:`.energy`). Only with a webhook URL, ``daily_summary`` on and a
+ledger that has a record of the previous day; the day posted is kept in the state
+file, and a failed post is tried again at the next run.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +47,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixe
 
 from ai_local_core.backend_errors import BackendFailed
 from ai_local_core.errors import AiLocalCoreError
+from ai_local_core.monitoring import energy
 from ai_local_core.monitoring.gpu import GpuSnapshot, read_gpus
 from ai_local_core.monitoring.settings import (
     MonitoringSettings,
@@ -52,8 +60,10 @@ __all__ = [
     "AlertPayload",
     "CheckResult",
     "HealthState",
+    "SummaryPayload",
     "UnitStatus",
     "WebhookDeliveryFailed",
+    "daily_summary",
     "decide",
     "disk_check",
     "gpu_checks",
@@ -101,6 +111,8 @@ class HealthState(BaseModel):
     failing: dict[str, str] = Field(default_factory=dict)
     restarts: dict[str, int] = Field(default_factory=dict)
     updated_at: datetime | None = None
+    #: The local day on which the daily summary was last posted.
+    summary_sent_on: date | None = None
 
 
 class AlertPayload(BaseModel):
@@ -113,6 +125,17 @@ class AlertPayload(BaseModel):
     broken: list[CheckResult]
     recovered: list[str]
     failing: list[CheckResult]
+    text: str
+
+
+class SummaryPayload(BaseModel):
+    """The daily energy summary posted to the webhook (``energy``: the figures of ``text``)."""
+
+    source: str = SOURCE
+    host: str
+    event: Literal["daily_summary"] = "daily_summary"
+    time: datetime
+    energy: dict[str, Any]
     text: str
 
 
@@ -300,7 +323,12 @@ def decide(
 ) -> tuple[HealthState, AlertPayload | None]:
     """The next state, and the alert to post (None: nothing changed since the last post)."""
     failing = {r.name: r.detail for r in results if not r.ok}
-    state = HealthState(failing=failing, restarts=restarts, updated_at=now)
+    state = HealthState(
+        failing=failing,
+        restarts=restarts,
+        updated_at=now,
+        summary_sent_on=previous.summary_sent_on,
+    )
     newly_broken = [r for r in results if not r.ok and r.name not in previous.failing]
     recovered = sorted(name for name in previous.failing if name not in failing)
     if not newly_broken and not recovered:
@@ -327,12 +355,39 @@ def decide(
     return state, payload
 
 
+def daily_summary(
+    settings: MonitoringSettings, previous: HealthState, *, host: str, now: datetime
+) -> SummaryPayload | None:
+    """The daily energy summary when one is due at ``now``, else None.
+
+    Due: on, at or after ``daily_summary_hour`` in the node's local time, not yet posted today,
+    and the exporter's ledger has a record of the previous day (a node that measures nothing
+    keeps none).
+    """
+    if not settings.daily_summary or settings.energy_state_file is None:
+        return None
+    local = now.astimezone()
+    today = local.date()
+    if local.hour < settings.daily_summary_hour:
+        return None
+    if previous.summary_sent_on is not None and previous.summary_sent_on >= today:
+        return None
+    ledger = energy.load_state(settings.energy_state_file)
+    yesterday = today - timedelta(days=1)
+    if ledger is None or yesterday.isoformat() not in ledger.days:
+        return None
+    figures = energy.summarize(ledger, yesterday)
+    lines = [f"[ai-local-core] {host}: energy summary"]
+    lines += energy.format_summary(figures, day_label=yesterday.isoformat())
+    return SummaryPayload(host=host, time=now, energy=figures.as_dict(), text="\n".join(lines))
+
+
 # ---------------------------------------------------------------------- webhook and state
 
 
 def post_webhook(
     url: SecretStr,
-    payload: AlertPayload,
+    payload: AlertPayload | SummaryPayload,
     *,
     timeout: float,
     attempts: int = 3,
@@ -420,11 +475,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _summary(results: Sequence[CheckResult], alert: AlertPayload | None) -> dict[str, Any]:
+def _summary(
+    results: Sequence[CheckResult], alert: AlertPayload | None, summary: SummaryPayload | None
+) -> dict[str, Any]:
     return {
         "ok": all(r.ok for r in results),
         "failing": {r.name: r.detail for r in results if not r.ok},
         "alert": None if alert is None else alert.event,
+        "daily_summary": summary is not None,
     }
 
 
@@ -442,11 +500,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = load_state(settings.state_file)
     results, restarts = run_checks(settings, previous)
     host = settings.host_label or socket.gethostname()
-    state, alert = decide(previous, results, restarts, host=host, now=datetime.now(timezone.utc))
-    print(json.dumps(_summary(results, alert), sort_keys=True))
+    now = datetime.now(timezone.utc)
+    state, alert = decide(previous, results, restarts, host=host, now=now)
+    summary = daily_summary(settings, previous, host=host, now=now)
+    print(json.dumps(_summary(results, alert, summary), sort_keys=True))
     if args.dry_run:
         for result in results:
             print(f"{'ok  ' if result.ok else 'FAIL'} {result.name}: {result.detail}")
+        if summary is not None:
+            print(summary.text)
         return 0
     if alert is not None:
         if webhook is None:
@@ -458,12 +520,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"ai-local-core-healthcheck: alert not delivered: {exc}", file=sys.stderr)
                 return exc.exit_code  # state not advanced: the next run posts again
             logger.info("posted a %s alert", alert.event)
+    status = 0
+    if summary is not None and webhook is not None:
+        try:
+            post_webhook(webhook, summary, timeout=settings.webhook_timeout)
+        except WebhookDeliveryFailed as exc:
+            print(f"ai-local-core-healthcheck: summary not delivered: {exc}", file=sys.stderr)
+            status = exc.exit_code  # not marked as sent: the next run posts it
+        else:
+            state = state.model_copy(update={"summary_sent_on": now.astimezone().date()})
+            logger.info("posted the daily summary")
     try:
         save_state(settings.state_file, state)
     except OSError as exc:
         print(f"ai-local-core-healthcheck: cannot write the state file: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

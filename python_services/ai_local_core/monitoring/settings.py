@@ -65,6 +65,16 @@ class MonitoringSettings(BaseModel):
     api_health_url: str = "http://127.0.0.1:8000/health"
     gateway_access_log: Path | None = Path("/var/log/nginx/ai-local-core/access.log")
     http_timeout: float = Field(default=5.0, gt=0, le=120)
+    # Energy (exporter): the state file with the monotonic counters and the daily ledger (None:
+    # kept in memory only, the counters restart with the exporter), the tariff that turns energy
+    # into cost (PLN per kWh; 0: no cost), the GPU utilisation from which an interval counts as
+    # busy, how often energy is sampled between scrapes, and the powercap root of RAPL (None: the
+    # CPU is not measured).
+    energy_state_file: Path | None = None
+    energy_tariff_pln_per_kwh: float = Field(default=0.0, ge=0, le=100)
+    energy_busy_utilization_percent: float = Field(default=10.0, gt=0, le=100)
+    energy_sample_seconds: float = Field(default=15.0, ge=1, le=300)
+    rapl_root: Path | None = Path("/sys/class/powercap")
     # Health check
     gpu_expected: bool = False
     models_dir: Path = Path("/usr/share/ollama/.ollama/models")
@@ -74,6 +84,10 @@ class MonitoringSettings(BaseModel):
     state_file: Path = Path("/var/lib/ai-local-core/monitoring/healthcheck-state.json")
     webhook_timeout: float = Field(default=10.0, gt=0, le=120)
     host_label: str = ""
+    # Daily energy summary to the webhook: the first run at or after this local hour posts the
+    # previous day's figures (once a day; only with a webhook URL and a ledger to read).
+    daily_summary: bool = True
+    daily_summary_hour: int = Field(default=8, ge=0, le=23)
 
     @field_validator("ollama_url", "gateway_health_url", "api_health_url")
     @classmethod

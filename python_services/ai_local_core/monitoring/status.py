@@ -2,7 +2,8 @@
 
 The playbook gathers raw, read-only facts on each host (``systemctl show``,
 ``nvidia-smi`` CSV, Ollama's ``/api/version``, ``/api/tags`` and ``/api/ps``, the
-tunnel's status, the journal's recent errors) and hands them to the Ansible
+tunnel's status, the journal's recent errors, the exporter's energy state file) and
+hands them to the Ansible
 filter ``ai_local_core_status_table`` (``playbooks/filter_plugins``), which calls
 :func:`render_status`. Parsing and layout live here so that they are unit-tested.
 
@@ -14,10 +15,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final
+
+from ai_local_core.monitoring.energy import format_summary, parse_state, summarize
 
 __all__ = [
     "CORE_UNITS",
@@ -25,6 +29,7 @@ __all__ = [
     "GpuRow",
     "HostStatus",
     "build_status",
+    "energy_lines",
     "format_status",
     "parse_nvidia_smi",
     "parse_units",
@@ -92,6 +97,7 @@ class HostStatus:
     tunnel: str = "none"
     public_url: str = "none"
     errors: list[str] = field(default_factory=list)
+    energy: list[str] = field(default_factory=list)
 
 
 def _clean(value: str) -> str:
@@ -183,6 +189,27 @@ def _tunnel(raw: Mapping[str, Any], units: Mapping[str, tuple[str, str]]) -> tup
     return (", ".join(parts) or "none", ", ".join(urls) or "none")
 
 
+def energy_lines(state: Any, today: Any) -> list[str]:
+    """Today's and the last 30 days' kWh and cost, and the GPU's idle/busy watts.
+
+    ``state`` is the exporter's energy state file (JSON text or already decoded), ``today`` the
+    node's local date (``YYYY-MM-DD``; the latest day of the ledger when missing).
+    """
+    if isinstance(state, str | bytes):
+        try:
+            state = json.loads(state)
+        except ValueError:
+            return ["energy state unreadable"]
+    if not isinstance(state, Mapping):
+        return ["no energy data (the exporter's state file is missing)"]
+    parsed = parse_state(state)
+    try:
+        day = date.fromisoformat(str(today))
+    except ValueError:
+        day = date.fromisoformat(max(parsed.days)) if parsed.days else date.today()
+    return format_summary(summarize(parsed, day))
+
+
 def build_status(raw: Mapping[str, Any]) -> HostStatus:
     """Turn the playbook's raw facts into a :class:`HostStatus` (missing pieces -> "?")."""
     units = parse_units(str(raw.get("units") or ""))
@@ -222,6 +249,7 @@ def build_status(raw: Mapping[str, Any]) -> HostStatus:
         line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
         for line in journal[-_MAX_ERROR_LINES:]
     ]
+    status.energy = energy_lines(raw.get("energy_state"), raw.get("today"))
     return status
 
 
@@ -260,6 +288,7 @@ def format_status(status: HostStatus) -> str:
         ("models", [f"{len(status.models_present)} present", *_wrap(status.models_present)]),
         ("loaded", status.models_loaded or ["none"]),
         ("gpu", [_gpu_line(gpu) for gpu in status.gpus] or [status.gpu_note]),
+        ("energy", [line for item in status.energy for line in _wrap(item.split(" "), sep=" ")]),
         ("tunnel", [status.tunnel]),
         ("public url", [status.public_url]),
         ("errors", status.errors or ["none"]),

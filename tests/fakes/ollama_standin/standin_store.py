@@ -3,7 +3,8 @@
 Models live under ``OLLAMA_MODELS`` the way Ollama keeps them: a JSON manifest per
 model in ``manifests/<registry>/<namespace>/<model>/<tag>`` and content-addressed
 blobs in ``blobs/sha256-<hex>``, so pulls and deletes survive restarts. Blobs are
-a few KiB of deterministic bytes, not real weights.
+a few KiB of deterministic bytes, not real weights; for the models in REGISTRY_SIZES
+the manifests declare the registry's sizes.
 
 Standard library only; runs on Python 3.9+.
 """
@@ -84,15 +85,47 @@ class ModelName:
         return root / "manifests" / self.host / self.namespace / self.model / self.tag
 
 
+# Sizes in bytes that the real registry lists for some models the tests and the sandbox use
+# (ollama.com/library, rounded as it shows them). A pull of one of these names writes a manifest
+# whose weights layer declares that size, so /api/tags, /api/show and `ollama list` report what
+# Ollama would (the VRAM plan of role ollama is computed from them); the blob on disk stays a few
+# KiB. Other names report the bytes they really hold. ai_local_core.vram_plan.KNOWN_MODELS has
+# the same figures (tests/unit/test_vram_plan.py checks that they agree).
+REGISTRY_SIZES = {
+    "llama3.1:8b": 4_900_000_000,
+    "llama3.2:3b": 2_000_000_000,
+    "llama3.2:1b": 1_300_000_000,
+    "llava:7b": 4_700_000_000,
+    "mistral:7b": 4_100_000_000,
+    "qwen2.5:0.5b": 398_000_000,
+    "qwen2.5:1.5b": 986_000_000,
+    "qwen2.5:3b": 1_900_000_000,
+    "qwen2.5:7b": 4_700_000_000,
+    "qwen2.5:14b": 9_000_000_000,
+    "tinyllama:1.1b": 638_000_000,
+}
+# The library's default tags (a bare name pulls :latest, the same model as these tags).
+REGISTRY_ALIASES = {
+    "llama3.1:latest": "llama3.1:8b",
+    "llama3.2:latest": "llama3.2:3b",
+    "llava:latest": "llava:7b",
+    "mistral:latest": "mistral:7b",
+    "qwen2.5:latest": "qwen2.5:7b",
+    "tinyllama:latest": "tinyllama:1.1b",
+}
+
+
 @dataclass(frozen=True)
 class Layer:
     media_type: str
     digest: str  # "sha256:<hex>"
     data: bytes
+    # The size the manifest declares (the registry's, see REGISTRY_SIZES); 0: len(data).
+    declared_size: int = 0
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return self.declared_size or len(self.data)
 
 
 @dataclass
@@ -160,6 +193,14 @@ def _model_config(name: ModelName) -> dict[str, Any]:
         "architecture": "amd64",
         "os": "linux",
     }
+
+
+def registry_size(name: ModelName) -> int:
+    """The registry's size of ``name``'s weights (0: not in REGISTRY_SIZES)."""
+    if name.host != DEFAULT_REGISTRY or name.namespace != DEFAULT_NAMESPACE:
+        return 0
+    key = f"{name.model}:{name.tag}"
+    return REGISTRY_SIZES.get(REGISTRY_ALIASES.get(key, key), 0)
 
 
 def _fake_weights(name: ModelName) -> bytes:
@@ -239,7 +280,7 @@ class ModelStore:
         template = b"{{ if .System }}{{ .System }}\n{{ end }}{{ .Prompt }}"
         params = json.dumps({"stop": ["<|eot_id|>"]}).encode()
         layers = [
-            Layer(_MODEL_TYPE, f"sha256:{_sha256(weights)}", weights),
+            Layer(_MODEL_TYPE, f"sha256:{_sha256(weights)}", weights, registry_size(name)),
             Layer(_TEMPLATE_TYPE, f"sha256:{_sha256(template)}", template),
             Layer(_PARAMS_TYPE, f"sha256:{_sha256(params)}", params),
         ]
@@ -249,7 +290,7 @@ class ModelStore:
 
     def write_blob(self, layer: Layer) -> None:
         path = self._blob_path(layer.digest)
-        if path.is_file() and path.stat().st_size == layer.size:
+        if path.is_file() and path.stat().st_size == len(layer.data):
             return
         tmp = path.with_name(f"{path.name}-partial-{os.getpid()}-{threading.get_ident()}")
         tmp.write_bytes(layer.data)

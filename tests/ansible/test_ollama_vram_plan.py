@@ -1,0 +1,149 @@
+"""Role ``ollama``'s VRAM plan, as the role runs it (tasks/models.yml), against the stand-in.
+
+Each case starts the Ollama stand-in on loopback with some models installed (it reports the
+registry's sizes for them) and runs ``import_role: tasks_from: models.yml`` on localhost in
+check mode, the way ``make models`` does: the plan is printed before any pull, and the play
+stops there only when one declared model cannot fit. Nothing on this machine changes (check
+mode; the GPU memory comes from ``ollama_vram_budget_gb`` or, without it, from an absent
+``nvidia-smi``). The verdicts themselves are unit-tested in tests/unit/test_vram_plan.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fixtures.ollama import running_standin
+from tests.molecule_support import parse_recap
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run_models(tmp_path: Path, variables: dict[str, Any]) -> tuple[int, str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        textwrap.dedent(
+            """\
+            - name: Models with the VRAM plan
+              hosts: localhost
+              connection: local
+              gather_facts: false
+              tasks:
+                - name: Manage the models
+                  ansible.builtin.import_role:
+                    name: ollama
+                    tasks_from: models.yml
+            """
+        )
+    )
+    varfile = tmp_path / "vars.yml"
+    varfile.write_text(yaml.safe_dump(variables))
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_CACHE_PLUGIN="memory",
+        # No nvidia-smi on the PATH: the "no GPU" case must not depend on this machine.
+        PATH=f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin",
+    )
+    cmd = [str(BIN / "ansible-playbook"), "-i", "localhost,", "--check", "-e", f"@{varfile}"]
+    res = subprocess.run(
+        [*cmd, str(playbook)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
+        check=False,
+    )
+    return res.returncode, res.stdout + res.stderr
+
+
+@pytest.fixture
+def standin_host(tmp_path: Path) -> Any:
+    # llama3.1:8b and llava:7b installed (sizes from the stand-in), qwen2.5:7b still to pull.
+    with running_standin(tmp_path / "standin", models=["llama3.1:8b", "llava:7b"]) as standin:
+        yield standin.ollama_host
+
+
+def test_plan_is_printed_before_the_pull_with_the_standins_sizes(
+    tmp_path: Path, standin_host: str
+) -> None:
+    rc, out = run_models(
+        tmp_path,
+        {
+            "ollama_host": standin_host,
+            "ollama_models": [
+                {"name": "llama3.1:8b"},
+                {"name": "llava:7b"},
+                {"name": "qwen2.5:7b"},
+            ],
+            "ollama_vram_budget_gb": 12,
+            "ollama_context_length": 4096,
+            "ollama_kv_cache_type": "q8_0",
+            "ollama_max_loaded_models": 2,
+        },
+    )
+    assert rc == 0, out[-4000:]
+    assert "12.00 GiB (ollama_vram_budget_gb)" in out
+    assert "llama3.1:8b: 5.56 GiB = weights 4.56 (Ollama)" in out
+    assert "llava:7b: 5.38 GiB = weights 4.38 (Ollama)" in out
+    # Not pulled yet: the size table's figure.
+    assert "qwen2.5:7b: 5.24 GiB = weights 4.38 (size table)" in out
+    assert "fit together: llama3.1:8b + llava:7b (10.94 GiB, 0.81 spare)" in out
+    assert "swap: llama3.1:8b + qwen2.5:7b need" not in out
+    # The plan comes before the pull (check mode: "would pull").
+    assert out.index("Check the VRAM budget") < out.index("would pull: qwen2.5:7b")
+
+
+def test_a_model_that_cannot_fit_stops_before_any_pull(tmp_path: Path, standin_host: str) -> None:
+    rc, out = run_models(
+        tmp_path,
+        {
+            "ollama_host": standin_host,
+            "ollama_models": [{"name": "llama3.1:8b"}, {"name": "qwen2.5:14b"}],
+            "ollama_vram_budget_gb": 8,
+        },
+    )
+    assert rc != 0, out[-4000:]
+    assert "qwen2.5:14b cannot fit: it needs about 9.94 GiB" in out
+    assert "Ollama has 7.75 GiB of VRAM (8.00 GiB ollama_vram_budget_gb)" in out
+    assert "would pull" not in out
+    recap = parse_recap(out)["localhost"]
+    assert recap.failed == 1
+
+
+def test_warn_goes_on_and_no_gpu_skips_the_plan(tmp_path: Path, standin_host: str) -> None:
+    models = [{"name": "llama3.1:8b"}, {"name": "qwen2.5:14b"}]
+    rc, out = run_models(
+        tmp_path / "warn",
+        {
+            "ollama_host": standin_host,
+            "ollama_models": models,
+            "ollama_vram_budget_gb": 8,
+            "ollama_vram_check": "warn",
+            # Role ai_services' BLIP on the GPU, two workers: ollama_vram_reserved_gb's default
+            # leaves 1.5 GiB for each.
+            "ai_services_describe_backend": "blip",
+            "ai_services_vision": True,
+            "ai_services_gpu": True,
+            "ai_services_torch_variant": "cu124",
+            "ai_services_workers": 2,
+        },
+    )
+    assert rc == 0, out[-4000:]
+    assert "- 3.00 reserved (ollama_vram_reserved_gb) = 4.75 GiB for Ollama" in out
+    assert "ollama_vram_check is warn: going on anyway" in out
+    rc, out = run_models(tmp_path / "nogpu", {"ollama_host": standin_host, "ollama_models": models})
+    assert rc == 0, out[-4000:]
+    assert "VRAM plan skipped: no NVIDIA GPU answered nvidia-smi" in out
