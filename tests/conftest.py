@@ -12,7 +12,10 @@ Ollama stand-in (``tests/fakes/ollama_standin``, a real HTTP server on loopback)
 * ``standin_env`` - sets the environment (monkeypatch) so that in-process CLI
   ``main()`` calls and ``load_settings()`` talk to the shared stand-in.
 
-Every test runs without inherited ``AI_LOCAL_CORE_*`` / ``OLLAMA_*`` variables.
+Every test runs without inherited ``AI_LOCAL_CORE_*`` / ``OLLAMA_*`` variables, and with the
+Hugging Face hub offline (``HF_HUB_OFFLINE=1``, set before anything imports transformers): the
+tests build their models locally, and a hub name must fail at once, not after the hub client's
+connection retries (46 s in CI).
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+# huggingface_hub reads these when it is first imported (tests/integration imports the vision
+# backend before tests/vision runs): set them before any test module is collected.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest
 from ai_local_core.config import Settings, load_settings
