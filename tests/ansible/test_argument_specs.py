@@ -8,9 +8,7 @@ check is one), so even a broken spec could not touch this machine.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -18,10 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.ansible.local_play import REPO, run_ansible_playbook
 from tests.molecule_support import parse_recap
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 CASES_DIR = Path(__file__).parent / "argspec_cases"
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
 
@@ -64,18 +61,11 @@ def run_role(
     )
     varfile = tmp_path / "vars.yml"
     varfile.write_text(yaml.safe_dump(variables))
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CACHE_PLUGIN="memory",
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    cmd = [str(BIN / "ansible-playbook"), "-i", "localhost,", "--check"]
-    cmd += ["--tags", "argument-spec-probe", "-e", f"@{varfile}", str(playbook)]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False
+    return run_ansible_playbook(
+        *["-i", "localhost,", "--check", "--tags", "argument-spec-probe"],
+        *["-e", f"@{varfile}", str(playbook)],
+        cwd=tmp_path,
+        timeout=120,
     )
 
 

@@ -10,7 +10,6 @@ can never modify the machine it runs on.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,10 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.ansible.local_play import REPO, run_ansible_playbook
 from tests.molecule_support import PlaybookRun, parse_recap
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 ROLE = REPO / "roles" / "nvidia_driver"
 
 UBUNTU_22 = {
@@ -135,18 +133,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlaybookRu
             """
         )
     )
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CACHE_PLUGIN="memory",
+    res = run_ansible_playbook(
+        *["-i", str(root / "inventory.yml"), str(root / "play.yml")],
+        cwd=root,
+        timeout=600,
         ANSIBLE_BECOME="false",
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    cmd = [str(BIN / "ansible-playbook"), "-i", str(root / "inventory.yml"), str(root / "play.yml")]
-    res = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=root, timeout=600, check=False
     )
     output = res.stdout + res.stderr
     return root, PlaybookRun(res.returncode, output, parse_recap(output))

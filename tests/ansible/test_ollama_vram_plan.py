@@ -11,8 +11,6 @@ mode; the GPU memory comes from ``ollama_vram_budget_gb`` or, without it, from a
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.ansible.local_play import BIN, run_ansible_playbook
 from tests.fixtures.ollama import running_standin
 from tests.molecule_support import parse_recap
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 
 def run_models(tmp_path: Path, variables: dict[str, Any]) -> tuple[int, str]:
@@ -47,24 +43,12 @@ def run_models(tmp_path: Path, variables: dict[str, Any]) -> tuple[int, str]:
     )
     varfile = tmp_path / "vars.yml"
     varfile.write_text(yaml.safe_dump(variables))
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CACHE_PLUGIN="memory",
-        # No nvidia-smi on the PATH: the "no GPU" case must not depend on this machine.
-        PATH=f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin",
-    )
-    cmd = [str(BIN / "ansible-playbook"), "-i", "localhost,", "--check", "-e", f"@{varfile}"]
-    res = subprocess.run(
-        [*cmd, str(playbook)],
-        capture_output=True,
-        text=True,
-        env=env,
+    res = run_ansible_playbook(
+        *["-i", "localhost,", "--check", "-e", f"@{varfile}", str(playbook)],
         cwd=tmp_path,
         timeout=180,
-        check=False,
+        # No nvidia-smi on the PATH: the "no GPU" case must not depend on this machine.
+        PATH=f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin",
     )
     return res.returncode, res.stdout + res.stderr
 
