@@ -120,7 +120,11 @@ def measure(cold_n: int, warm_n: int, torch_threads: int = 1) -> dict[str, Any]:
             config: dict[str, Any] = {
                 "log_level": "WARNING",
                 "ollama": {"url": standin.url, "retries": {"max_attempts": 1}},
-                "image": {"backend": "blip", "blip": {"model": str(model), "device": "cpu"}},
+                "image": {
+                    "backend": "blip",
+                    "blip": {"model": str(model), "device": "cpu"},
+                    "limits": {"local_dirs": [str(work)]},  # the CLIs read photo.png there
+                },
                 "translation": {"backend": "ollama"},
                 "models": {"defaults": {"translation": {"model": "llama3.1:8b"}}},
             }
@@ -130,7 +134,11 @@ def measure(cold_n: int, warm_n: int, torch_threads: int = 1) -> dict[str, Any]:
                 refused = f"http://127.0.0.1:{free_port()}/m"
                 broken = {
                     **config,
-                    "image": {"backend": "blip", "blip": {"model": "/nonexistent/blip"}},
+                    "image": {
+                        "backend": "blip",
+                        "blip": {"model": "/nonexistent/blip"},
+                        "limits": {"local_dirs": [str(work)]},
+                    },
                     "translation": {"backend": "google", "google": {"base_url": refused}},
                     "api": {"url": server.url},
                 }

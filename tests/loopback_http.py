@@ -6,6 +6,7 @@ records every request it saw. Runs in a daemon thread; use as a context manager.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -130,3 +131,60 @@ def loopback_server(routes: dict[str, Handler] | None = None) -> Iterator[Loopba
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@dataclass
+class SilentServer:
+    """A server that accepts connections, reads what comes and never answers."""
+
+    port: int = 0
+    #: Set once a connection was accepted.
+    accepted: threading.Event = field(default_factory=threading.Event)
+    #: Set when the client closed the connection it opened (it has really ended its call).
+    hung_up: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@contextmanager
+def silent_server() -> Iterator[SilentServer]:
+    """A stuck upstream on 127.0.0.1: accepts, reads the request, never sends a byte.
+
+    One connection at a time, in one thread started before the ``with`` body runs.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    state = SilentServer(port=listener.getsockname()[1])
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                state.accepted.set()
+                conn.settimeout(0.05)
+                while not stop.is_set():
+                    try:
+                        data = conn.recv(65536)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        state.hung_up.set()
+                        break
+
+    thread = threading.Thread(target=serve, name="silent-server", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "as_mapping",
     "available_environments",
     "environment_file",
+    "local_file_within",
     "read_yaml",
 ]
 
@@ -99,6 +100,29 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     return dict(as_mapping(data, path))
+
+
+def local_file_within(source: str, dirs: Sequence[str]) -> Path | None:
+    """The real path of ``source`` when it is a regular file under one of ``dirs``, else None.
+
+    Symbolic links are resolved on both sides before the comparison, and where the
+    file lies is checked before whether it exists, so "outside the directories",
+    "missing", "a directory" and "unreadable" all give the same None: a caller
+    cannot learn which files exist outside the allowed directories. Used by the
+    image loader (``image.limits.local_dirs``) and by the CLI's fast lane.
+    """
+    if not dirs:
+        return None
+    try:
+        real = os.path.realpath(source)
+        for root in dirs:
+            base = os.path.realpath(root)
+            if os.path.commonpath([real, base]) == base and real != base:
+                path = Path(real)
+                return path if path.is_file() else None
+    except (OSError, ValueError):  # ValueError: a NUL byte, or mixed absolute/relative paths
+        return None
+    return None
 
 
 def as_mapping(value: Any, path: Path) -> Mapping[str, Any]:

@@ -1,5 +1,9 @@
 """The CLI exit code of every ``error.type``: the one table (pure data, no imports).
 
+Every type the API server can answer is here (``tests/unit/test_exit_codes.py`` walks
+them): the exception classes' types, the HTTP-level types of :mod:`ai_local_core.api.app`
+and ``internal_error``.
+
 The exception classes take their ``exit_code`` from here
 (:meth:`ai_local_core.errors.AiLocalCoreError.__init_subclass__`), and the CLIs'
 fast lane (:mod:`ai_local_core.cli.fast_lane`) maps an error type reported by
@@ -47,6 +51,13 @@ EXIT_CODES = MappingProxyType(
         "text_too_long": 23,
         "service_busy": 24,
         "api_server_error": 25,
+        # ai_local_core.api.app: the API server's answers to HTTP-level errors (werkzeug's)
+        "bad_request": 2,
+        "unsupported_media_type": 2,
+        "too_many_requests": 24,
+        "not_found": 25,
+        "method_not_allowed": 25,
+        "http_error": 25,
         "interrupted": EXIT_INTERRUPTED,
     }
 )

@@ -46,7 +46,10 @@ __all__ = [
 ]
 
 #: A decimal number as JSON (and Python's float()) writes it; no "inf", "nan", "0x1", "1_0".
-_NUMERIC = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+#: ASCII digits only: ``\d`` would also match other scripts' digits ("٣"), which float()
+#: and int() take but pydantic, PHP and JSON numbers do not.
+_NUMERIC = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WHOLE = re.compile(r"[+-]?[0-9]+")
 
 
 def to_number(value: Any) -> Any:
@@ -69,7 +72,7 @@ def to_whole_number(value: Any) -> Any:
     """An int from an integral JSON number (``512.0``) or numeric string (``"512"``)."""
     if isinstance(value, bool):
         raise ValueError("must be a whole number, not a boolean")
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+    if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
         try:
             return int(value)
         except ValueError:  # more digits than int() parses

@@ -1,8 +1,9 @@
 """The VRAM budget of an Ollama node: do the declared models fit the GPU, alone and together?
 
-Role ``ollama`` calls :func:`role_plan` through its filter ``ollama_vram_plan``
-(``roles/ollama/filter_plugins/ollama_vram.py``) before it pulls or preloads
-anything, prints the plan and stops only when one declared model cannot fit at all.
+Role ``ollama`` calls :func:`role_plan` through the filter ``ai_local_core.node.ollama_vram_plan``
+(``collections/ansible_collections/ai_local_core/node/plugins/filter/vram.py``) before it pulls
+or preloads anything, prints the plan and stops only when one declared model cannot fit at all;
+``playbooks/status.yml`` (``make status``) prints the same plan.
 docs/ollama-role.md ("VRAM budget") explains the figures for an RTX 3060.
 
 Every figure is an **estimate**, modelled on how Ollama itself sizes a model before

@@ -353,6 +353,8 @@ PURE = {
     "ansible.builtin.set_fact",
     "ansible.builtin.debug",
     "ansible.builtin.import_tasks",
+    # Controller-side action plugin: reads the role's argument spec, runs nothing on the host.
+    "ai_local_core.node.reject_unknown_vars",
 }
 RENDER_WRITES = {"ansible.builtin.file", "ansible.builtin.template", "ansible.builtin.copy"}
 
@@ -361,7 +363,7 @@ def modules(tasks_file: Path) -> list[tuple[str, dict[str, Any]]]:
     tasks = yaml.safe_load(tasks_file.read_text())
     found = []
     for task in tasks:
-        names = [k for k in task if k.startswith("ansible.")]
+        names = [k for k in task if k.startswith(("ansible.", "ai_local_core."))]
         assert len(names) == 1, task
         found.append((names[0], task))
     return found

@@ -23,7 +23,9 @@ from tests.fixtures.ollama import running_standin
 from tests.molecule_support import parse_recap
 
 
-def run_models(tmp_path: Path, variables: dict[str, Any]) -> tuple[int, str]:
+def run_models(
+    tmp_path: Path, variables: dict[str, Any], smi_dir: Path | None = None
+) -> tuple[int, str]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     playbook = tmp_path / "play.yml"
     playbook.write_text(
@@ -47,8 +49,9 @@ def run_models(tmp_path: Path, variables: dict[str, Any]) -> tuple[int, str]:
         *["-i", "localhost,", "--check", "-e", f"@{varfile}", str(playbook)],
         cwd=tmp_path,
         timeout=180,
-        # No nvidia-smi on the PATH: the "no GPU" case must not depend on this machine.
-        PATH=f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        # No nvidia-smi on the PATH: the "no GPU" case must not depend on this machine; a fake
+        # one first on the PATH (smi_dir) for the detected case.
+        PATH=os.pathsep.join([*([str(smi_dir)] if smi_dir else []), str(BIN), "/usr/bin", "/bin"]),
     )
     return res.returncode, res.stdout + res.stderr
 
@@ -131,3 +134,34 @@ def test_warn_goes_on_and_no_gpu_skips_the_plan(tmp_path: Path, standin_host: st
     rc, out = run_models(tmp_path / "nogpu", {"ollama_host": standin_host, "ollama_models": models})
     assert rc == 0, out[-4000:]
     assert "VRAM plan skipped: no NVIDIA GPU answered nvidia-smi" in out
+
+
+def test_budget_0_detects_the_vram_through_gpu_facts(tmp_path: Path, standin_host: str) -> None:
+    # A fake nvidia-smi answering the one query of ai_local_core.node.gpu_facts like an RTX 3060.
+    smi_dir = tmp_path / "smi"
+    smi_dir.mkdir()
+    smi = smi_dir / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\n"
+        'echo "$*" >> "$(dirname "$0")/calls"\n'
+        "echo '0, NVIDIA GeForce RTX 3060, GPU-5f3c1a2b, 570.133.07, 12288, 1, 13.47, 170.00,"
+        " 38, Enabled, P8, 0'\n"
+    )
+    smi.chmod(0o755)
+    rc, out = run_models(
+        tmp_path / "play",
+        {
+            "ollama_host": standin_host,
+            "ollama_models": [{"name": "llama3.1:8b"}, {"name": "llava:7b"}],
+            "ollama_context_length": 4096,
+            "ollama_kv_cache_type": "q8_0",
+            "ollama_max_loaded_models": 2,
+        },
+        smi_dir=smi_dir,
+    )
+    assert rc == 0, out[-4000:]
+    assert "12.00 GiB (nvidia-smi, 1 GPU)" in out
+    assert "fit together: llama3.1:8b + llava:7b (10.94 GiB, 0.81 spare)" in out
+    # One nvidia-smi call, the module's query (check mode: the module is read-only).
+    calls = (smi_dir / "calls").read_text().splitlines()
+    assert len(calls) == 1 and calls[0].startswith("--query-gpu=index,name,uuid,")

@@ -105,7 +105,14 @@ def run_cli(
         command = [sys.executable, "-m", module_or_shim, *args]
     proc = subprocess.run(
         command,
-        env=clean_env({"AI_LOCAL_CORE_CONFIG": str(config_path), **(env or {})}),
+        env=clean_env(
+            {
+                "AI_LOCAL_CORE_CONFIG": str(config_path),
+                # Local image files are read under the test's directory only.
+                "AI_LOCAL_CORE_IMAGE__LIMITS__LOCAL_DIRS": json.dumps([str(tmp_path)]),
+                **(env or {}),
+            }
+        ),
         capture_output=True,
         text=True,
         timeout=120,

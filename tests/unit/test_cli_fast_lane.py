@@ -247,6 +247,7 @@ def test_describe_sends_a_local_file_base64(
     path = tmp_path / "photo.png"
     path.write_bytes(data)
     use_api(monkeypatch, api.url("/ok"))
+    monkeypatch.setenv("AI_LOCAL_CORE_IMAGE__LIMITS__LOCAL_DIRS", json.dumps([str(tmp_path)]))
     code, out, _, _ = run(describe_cli.main, [str(path), "7"], capsys)
     assert (code, out) == (0, OK_DESCRIPTION)
     sent = {"image_base64": base64.b64encode(data).decode(), "max_length": 7}
@@ -430,6 +431,8 @@ def test_full_path_gives_the_same_bytes(
         ("too-large", "image_too_large", 23),
         ("local-off", "invalid_image_source", 2),
         ("directory", "invalid_image_source", 2),
+        ("outside", "invalid_image_source", 2),
+        ("no-dirs", "invalid_image_source", 2),
     ],
 )
 def test_local_file_problems_are_reported_here_without_a_request(
@@ -444,13 +447,19 @@ def test_local_file_problems_are_reported_here_without_a_request(
     use_api(monkeypatch, api.url("/ok"))
     path = tmp_path / "photo.png"
     path.write_bytes(b"x" * 64)
+    allowed = [str(tmp_path)]
+    if setup == "outside":  # a file that exists, outside the allowed directory
+        allowed = [str(tmp_path / "pictures")]
+    elif setup == "no-dirs":
+        allowed = []
+    monkeypatch.setenv("AI_LOCAL_CORE_IMAGE__LIMITS__LOCAL_DIRS", json.dumps(allowed))
     if setup == "missing":
         path = tmp_path / "missing.png"
     elif setup == "too-large":
         monkeypatch.setenv("AI_LOCAL_CORE_IMAGE__LIMITS__MAX_BYTES", "63")
     elif setup == "local-off":
         monkeypatch.setenv("AI_LOCAL_CORE_IMAGE__LIMITS__ALLOW_LOCAL_PATHS", "false")
-    else:
+    elif setup == "directory":
         path = tmp_path
     code, out, _, _ = run(describe_cli.main, [str(path)], capsys)
     assert (code, out["error"]["type"]) == (exit_code, error_type)

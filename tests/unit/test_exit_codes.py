@@ -1,4 +1,5 @@
-"""One exit-code table: the exception classes, the fast lane and the docs all agree with it."""
+"""One exit-code table: the exception classes, the fast lane, the API server's answers and the
+docs all agree with it."""
 
 from __future__ import annotations
 
@@ -41,8 +42,83 @@ def test_every_error_class_takes_its_exit_code_from_the_table() -> None:
     for cls in classes:
         assert cls.error_type in EXIT_CODES, f"{cls.__qualname__}: add {cls.error_type!r}"
         assert cls.exit_code == EXIT_CODES[cls.error_type], cls.__qualname__
-    # Every entry but the runner's own "interrupted" belongs to a class.
-    assert set(EXIT_CODES) - {cls.error_type for cls in classes} == {"interrupted"}
+    # Every entry but the runner's own "interrupted" is a type the API server answers.
+    assert set(EXIT_CODES) - _api_error_types() == {"interrupted"}
+
+
+def _documented() -> dict[str, int]:
+    documented: dict[str, int] = {}
+    for line in CONTRACT.read_text(encoding="utf-8").splitlines():
+        row = re.match(r"^\|\s*(\d+)\s*\|([^|]*)\|", line)
+        if row is None:
+            continue
+        for name in re.findall(r"`([a-z_]+)`", row.group(2)):
+            documented[name] = int(row.group(1))
+    return documented
+
+
+def _api_error_types() -> set[str]:
+    """Every ``error.type`` the API server answers, found by making it answer: each error
+    class raised in a route, each HTTP error werkzeug knows, and an unexpected exception."""
+    from ai_local_core.api import create_app
+    from ai_local_core.api.remote import RemoteError
+    from ai_local_core.config import load_settings
+    from flask import abort
+    from werkzeug.exceptions import default_exceptions
+
+    _import_the_package()
+    classes = [
+        cls
+        for cls in _all_subclasses(AiLocalCoreError)
+        if cls.__module__.startswith("ai_local_") and cls is not RemoteError  # the CLI's
+    ]
+    app = create_app(load_settings(api={"warm_on_start": False}), warm_up=False)
+
+    def raise_class(index: int) -> str:
+        raise classes[index]("raised by the test")
+
+    def raise_http(code: int) -> str:
+        abort(code)
+
+    def raise_unexpected() -> str:
+        raise RuntimeError("a bug")
+
+    app.add_url_rule("/test/class/<int:index>", view_func=raise_class)
+    app.add_url_rule("/test/http/<int:code>", view_func=raise_http)
+    app.add_url_rule("/test/unexpected", view_func=raise_unexpected)
+    client = app.test_client()
+    paths = [f"/test/class/{i}" for i in range(len(classes))]
+    paths += [f"/test/http/{code}" for code in sorted(default_exceptions)]
+    paths += ["/test/unexpected", "/no/such/route"]
+    found: set[str] = set()
+    try:
+        for path in paths:
+            response = client.get(path)
+            body = response.get_json()
+            assert response.status_code >= 400, path
+            assert body["success"] is False, path
+            found.add(body["error"]["type"])
+        response = client.get("/v1/translate")  # a route without GET
+        assert response.status_code == 405
+        found.add(response.get_json()["error"]["type"])
+    finally:
+        app.extensions["ai_local_core"]["services"].close()
+    assert {cls.error_type for cls in classes} <= found
+    return found
+
+
+def test_every_error_type_the_api_answers_has_an_exit_code_and_a_row_in_the_docs() -> None:
+    types = _api_error_types()
+    # The framework's own types are found, not listed by hand here.
+    assert {"internal_error", "bad_request", "not_found", "method_not_allowed"} <= types
+    assert "http_error" in types  # e.g. 418, 451: statuses without a name of their own
+    documented = _documented()
+    for error_type in sorted(types):
+        assert error_type in EXIT_CODES, f"add {error_type!r} to ai_local_core/exit_codes.py"
+        assert error_type in documented, f"add {error_type!r} to docs/cli-contract.md"
+        assert exit_code_for(error_type) != EXIT_INTERNAL or error_type == "internal_error", (
+            f"{error_type!r} would exit 1, the code of a bug"
+        )
 
 
 def test_a_class_cannot_contradict_the_table() -> None:
@@ -59,11 +135,4 @@ def test_unknown_types_are_internal_errors() -> None:
 
 
 def test_the_documented_tables_match() -> None:
-    documented: dict[str, int] = {}
-    for line in CONTRACT.read_text(encoding="utf-8").splitlines():
-        row = re.match(r"^\|\s*(\d+)\s*\|([^|]*)\|", line)
-        if row is None:
-            continue
-        for name in re.findall(r"`([a-z_]+)`", row.group(2)):
-            documented[name] = int(row.group(1))
-    assert documented == dict(EXIT_CODES)
+    assert _documented() == dict(EXIT_CODES)

@@ -22,7 +22,7 @@ def test_importing_the_packages_imports_no_heavy_dependency() -> None:
         "import ai_local_core.translation, ai_local_core.translation.google\n"
         "import ai_local_core.cli.describe, ai_local_core.cli.translate, ai_local_core.config\n"
         "import ai_local_core.api.app, ai_local_core.api.remote\n"
-        "names = ('torch', 'transformers', 'PIL', 'deep_translator')\n"
+        "names = ('torch', 'transformers', 'PIL', 'deep_translator', 'requests', 'bs4')\n"
         "heavy = [m for m in names if m in sys.modules]\n"
         "print(','.join(heavy) or 'none')\n"
     )

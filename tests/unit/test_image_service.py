@@ -88,3 +88,66 @@ def test_base64_too_large_is_refused_before_decoding() -> None:
 )
 def test_is_url(source: str, expected: bool) -> None:
     assert is_url(source) is expected
+
+
+# --------------------------------------------------------------------------- the API's slot
+
+
+class _Backend:
+    name = "fake"
+    model = "fake-model"
+    loaded = True
+
+    def load(self) -> None:
+        pass
+
+    def describe(self, image: Any, *, max_length: int) -> Any:
+        from ai_local_core.image.base import Description
+
+        return Description(text="a cat", backend="fake", model="fake-model", tokens=2)
+
+
+def test_a_stalled_image_fetch_does_not_hold_the_request_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    from ai_local_core.api.app import create_app
+    from ai_local_core.api.services import Services
+    from ai_local_core.cli import complete as complete_module
+    from ai_local_core.config import Settings
+
+    from tests.image_samples import png_bytes
+    from tests.loopback_http import loopback_server, slow, static
+
+    settings = Settings(
+        api={"max_concurrent": 1, "queue_timeout": 0.5, "keepalive_after": 10},
+        image={"limits": {"allow_private_networks": True, "read_timeout_s": 4}},
+    )
+    services = Services(settings)
+    services._image = _Backend()  # type: ignore[assignment]
+    monkeypatch.setattr(complete_module, "complete", lambda payload, settings: {"content": "ok"})
+    app = create_app(settings, services=services, warm_up=False)
+    routes = {"/slow.png": slow(2.0, static(200, png_bytes(), "image/png"))}
+    with loopback_server(routes) as web:
+        answers: dict[str, Any] = {}
+
+        def fetch_image() -> None:
+            response = app.test_client().post("/v1/describe", json={"image": web.url("/slow.png")})
+            answers["describe"] = response.get_json()
+
+        fetcher = threading.Thread(target=fetch_image)
+        fetcher.start()
+        deadline = time.monotonic() + 2
+        while not web.seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert web.seen, "the image fetch never started"
+        started = time.monotonic()
+        response = app.test_client().post("/v1/complete", json={"user": "Hi"})
+        took = time.monotonic() - started
+        fetcher.join(5)
+    assert response.get_json() == {"success": True, "content": "ok"}
+    assert took < 1.0  # not queued behind the image fetch (queue_timeout 0.5 s would be a 503)
+    assert answers["describe"]["success"] is True
+    assert answers["describe"]["description"] == "a cat"

@@ -11,11 +11,13 @@ from typing import Any
 from ai_local_core.monitoring.energy import DayRecord, EnergyMeter, EnergyReading
 from ai_local_core.monitoring.status import (
     build_status,
+    format_status,
     parse_nvidia_smi,
     parse_units,
     render_status,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 UNITS = "\n\n".join(
     [
         "Id=ollama.service\nLoadState=loaded\nActiveState=active\nSubState=running",
@@ -174,14 +176,112 @@ def test_parsers_ignore_malformed_input() -> None:
     assert render_status([raw(host="a"), raw(host="b")]).count("host") == 2
 
 
-def test_the_ansible_filter_uses_the_package() -> None:
-    path = Path(__file__).resolve().parents[2] / "playbooks/filter_plugins/ai_local_core_status.py"
-    spec = importlib.util.spec_from_file_location("ai_local_core_status_filter", path)
+FILTERS = REPO / "collections/ansible_collections/ai_local_core/node/plugins/filter"
+
+
+def load_filters(name: str) -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location(
+        f"ai_local_core_node_filter_{name}", FILTERS / name
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    filters = module.FilterModule().filters()
-    assert filters["ai_local_core_status_table"](raw()) == render_status(raw())
+    filters: dict[str, Any] = module.FilterModule().filters()
+    return filters
+
+
+def test_the_ansible_filter_uses_the_package() -> None:
+    filters = load_filters("status.py")
+    assert filters["status_table"](raw()) == render_status(raw())
+
+
+#: ansible_facts.ai_local_core_gpu (module ai_local_core.node.gpu_facts) for the SMI rows above.
+GPU_FACTS: dict[str, Any] = {
+    "present": True,
+    "reason": "",
+    "pci_present": True,
+    "gpus": [
+        {
+            "index": 0,
+            "name": "NVIDIA GeForce RTX 3060",
+            "uuid": "GPU-0",
+            "driver_version": "570.86.15",
+            "memory_total_mib": 12288,
+            "memory_used_mib": 6144,
+            "power_draw_w": 95.5,
+            "power_limit_w": 170.0,
+            "temperature_c": 61,
+            "persistence_mode": True,
+            "pstate": "P2",
+            "utilization_percent": 37.0,
+        },
+        {
+            "index": 1,
+            "name": "NVIDIA GeForce RTX 3060",
+            "uuid": None,
+            "driver_version": "570.86.15",
+            "memory_total_mib": 12288,
+            "memory_used_mib": 10,
+            "power_draw_w": None,
+            "power_limit_w": 170.0,
+            "temperature_c": 30,
+            "persistence_mode": None,
+            "pstate": None,
+            "utilization_percent": None,
+        },
+    ],
+}
+
+
+def test_gpu_facts_give_the_same_rows_as_nvidia_smi_plus_the_power_state() -> None:
+    from_smi = build_status(raw())
+    from_facts = build_status({**raw(nvidia_smi=None), "gpu": GPU_FACTS})
+    assert from_facts.driver == from_smi.driver == "570.86.15"
+    table = format_status(from_facts)
+    assert "0 NVIDIA GeForce RTX 3060: 37% | 6144/12288 MiB | 61 C | 95.50/170.00 W | P2" in table
+    assert "1 NVIDIA GeForce RTX 3060: n/a% | 10/12288 MiB | 30 C | n/a/170.00 W" in table
+
+
+def test_gpu_facts_without_a_gpu_say_why() -> None:
+    absent = {"present": False, "pci_present": False, "gpus": [], "reason": "no nvidia-smi"}
+    status = build_status({**raw(nvidia_smi=None), "gpu": absent})
+    assert (status.driver, status.gpu_note) == ("no GPU", "no GPU")
+    failed = {
+        "present": False,
+        "pci_present": True,
+        "gpus": [],
+        "reason": "nvidia-smi failed (rc 9): NVIDIA-SMI has failed",
+    }
+    status = build_status({**raw(nvidia_smi=None), "gpu": failed})
+    assert status.driver == "not loaded"
+    assert status.gpu_note == (
+        "NVIDIA GPU on the PCI bus, but nvidia-smi does not answer "
+        "(nvidia-smi failed (rc 9): NVIDIA-SMI has failed)"
+    )
+
+
+def test_the_vram_plan_row_comes_from_the_planner_through_the_collection_filter() -> None:
+    plan = load_filters("vram.py")["ollama_vram_plan"](
+        [{"name": "llama3.1:8b"}, {"name": "llava:7b"}, {"name": "mistral", "state": "absent"}],
+        gpu=GPU_FACTS | {"gpus": GPU_FACTS["gpus"][:1]},
+        installed=[],
+    )
+    assert plan["planned"] and plan["ok"]
+    table = render_status({**raw(), "vram_plan": plan})
+    row = table.split("\nvram plan   ", 1)[1].split("\ntunnel", 1)[0]
+    text = row.replace("\n            ", " ")  # the wrapped value, joined
+    assert text.startswith("estimate: 12.00 GiB (nvidia-smi, 1 GPU) - 0.25 driver")
+    assert "llama3.1:8b 5.80 GiB, fits alone llava:7b 5.61 GiB, fits alone" in text
+    assert "mistral" not in text
+    assert "swap: ollama_max_loaded_models 1 keeps at most 1 of llama3.1:8b + llava:7b" in text
+    assert text.endswith("verdict: every declared model fits alone; the combinations above swap")
+    # Without a GPU and without ollama_vram_budget_gb: said so, not hidden.
+    skipped = load_filters("vram.py")["ollama_vram_plan"](
+        ["llama3.1:8b"], gpu={"present": False, "gpus": []}
+    )
+    assert "VRAM plan skipped" in render_status({**raw(), "vram_plan": skipped})
+    # No plan handed over (an old playbook): no row.
+    assert "vram plan" not in render_status(raw())
 
 
 # ---------------------------------------------------------------------- energy
@@ -246,3 +346,18 @@ def test_status_energy_without_a_ledger_or_with_garbage() -> None:
         "Found",
     ]
     assert max(len(line) for line in table.splitlines()) <= 100
+
+
+def test_status_energy_with_the_cpu_measured_and_no_gpu_says_so() -> None:
+    meter = EnergyMeter(None, tariff_pln_per_kwh=1.0, sample_seconds=15)
+    start = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+    for n in range(5):
+        cpu = EnergyReading(
+            "cpu", "rapl:intel-rapl:0", {"name": "package-0"}, n * 450_000_000, 1e-6
+        )
+        meter.record([cpu], start + timedelta(seconds=15 * n))
+    meter.state.unavailable = {"gpu": "NVML unavailable: NVML Shared Library Not Found"}
+    table = render_status(raw(energy_state=meter.state.to_json(), today="2026-11-24"))
+    energy = rows(table)["energy"]
+    assert "GPU avg idle/busy: no GPU measured" in energy
+    assert "measured: CPU package-0" in energy

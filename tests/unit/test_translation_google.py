@@ -1,17 +1,24 @@
 """The google backend, with Google's web endpoint replaced by a loopback stand-in.
 
-deep-translator's real code path runs (requests + BeautifulSoup); only the base
-URL points at 127.0.0.1, so nothing leaves the machine.
+The backend's real code path runs (one bounded ``requests`` GET, the page read with
+BeautifulSoup as deep-translator reads it); only the base URL points at 127.0.0.1,
+so nothing leaves the machine. A stuck upstream is :func:`tests.loopback_http.silent_server`.
 """
 
 from __future__ import annotations
 
 import html
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
+from ai_local_core.api import create_app
+from ai_local_core.backend_errors import ServiceBusy
+from ai_local_core.config import load_settings
 from ai_local_core.errors import InvalidInput
 from ai_local_core.translation.errors import (
     TextTooLong,
@@ -21,7 +28,14 @@ from ai_local_core.translation.errors import (
 )
 from ai_local_core.translation.google import GoogleBackend
 
-from tests.loopback_http import LoopbackServer, loopback_server, send, slow, static
+from tests.loopback_http import (
+    LoopbackServer,
+    loopback_server,
+    send,
+    silent_server,
+    slow,
+    static,
+)
 
 CANNED = {("pl", "Hello world"): "Witaj świecie", ("iw", "Good morning"): "בוקר טוב"}
 
@@ -56,7 +70,7 @@ def _backend(server: LoopbackServer, prefix: str = "", **kw: float) -> GoogleBac
     return GoogleBackend(base_url=server.url(f"{prefix}/m"), **kw)  # type: ignore[arg-type]
 
 
-def test_translates_through_deep_translator(google: LoopbackServer) -> None:
+def test_translates_through_the_web_page(google: LoopbackServer) -> None:
     result = _backend(google).translate("Hello world", "pl")
     assert result.text == "Witaj świecie"
     assert (result.source_language, result.target_language, result.backend) == (
@@ -132,6 +146,108 @@ def test_upstream_failures(google: LoopbackServer, prefix: str) -> None:
 def test_slow_upstream_is_bounded(google: LoopbackServer) -> None:
     with pytest.raises(TranslationFailed, match=r"did not answer within 0\.3 s"):
         _backend(google, "/slow", timeout_s=0.3).translate("Hello", "pl")
+
+
+def test_same_source_and_target_makes_no_request(google: LoopbackServer) -> None:
+    before = len(google.seen)
+    assert _backend(google).translate("Hello", "pl", source="pl").text == "Hello"
+    assert len(google.seen) == before
+
+
+def test_the_answer_is_asked_for_unencoded(google: LoopbackServer) -> None:
+    _backend(google).translate("Hello world", "pl")
+    assert google.seen[-1].headers["accept-encoding"] == "identity"
+
+
+def test_a_page_without_a_declared_charset_is_read_as_it_is() -> None:
+    page = "<html><body><div class='result-container'>Witaj świecie</div></body></html>"
+    route = static(200, page.encode(), "text/html")  # no charset: requests would say latin-1
+    with loopback_server({"/m": route}) as server:
+        assert GoogleBackend(base_url=server.url("/m")).translate("Hi", "pl").text == (
+            "Witaj świecie"
+        )
+
+
+def test_an_endless_page_is_cut_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ai_local_core.translation.google as google_module
+
+    monkeypatch.setattr(google_module, "MAX_PAGE_BYTES", 100_000)
+    route = static(200, b"<html>" + b"x" * 200_000, "text/html")
+    with (
+        loopback_server({"/m": route}) as server,
+        pytest.raises(TranslationFailed, match="over 100000 bytes"),
+    ):
+        GoogleBackend(base_url=server.url("/m")).translate("Hello", "pl")
+
+
+def _new_threads(before: set[threading.Thread], within_s: float = 1.0) -> set[threading.Thread]:
+    """Threads started since ``before`` that are still alive after ``within_s`` at most
+    (a thread that is ending gets that long to finish)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = set(threading.enumerate()) - before
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
+
+
+def test_a_stuck_upstream_ends_the_call_and_its_socket() -> None:
+    """An upstream that accepts and never answers: the call fails after ``timeout_s``, in
+    the caller's thread, having closed its connection; no thread is left behind."""
+    with silent_server() as server:
+        before = set(threading.enumerate())
+        count = threading.active_count()
+        backend = GoogleBackend(base_url=server.url("/m"), timeout_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(TranslationFailed, match=r"did not answer within 0\.5 s"):
+            backend.translate("Hello", "pl")
+        elapsed = time.monotonic() - started
+        assert server.accepted.is_set()
+        assert 0.4 < elapsed < 2.0
+        # The call closed its socket before it raised: the upstream sees the hang-up now.
+        assert server.hung_up.wait(1.0)
+        assert _new_threads(before) == set()
+        assert threading.active_count() <= count
+
+
+def test_a_stuck_upstream_holds_its_api_slot_until_the_call_has_ended() -> None:
+    """Through the API: the request keeps its slot while the call is stuck, and frees it
+    only once the call has closed its connection; no thread outlives the request."""
+    with silent_server() as server:
+        settings = load_settings(
+            api={"max_concurrent": 1, "queue_timeout": 0.1, "warm_on_start": False},
+            translation={
+                "backend": "google",
+                "google": {"timeout_s": 1.0, "base_url": server.url("/m")},
+            },
+        )
+        app = create_app(settings, warm_up=False)
+        services = app.extensions["ai_local_core"]["services"]
+        before = set(threading.enumerate())
+        answers: list[Any] = []
+
+        def call() -> None:
+            body = {"text": "Hello", "target": "pl"}
+            answers.append(app.test_client().post("/v1/translate", json=body))
+
+        caller = threading.Thread(target=call, name="test-caller")
+        caller.start()
+        try:
+            assert server.accepted.wait(2.0)
+            with pytest.raises(ServiceBusy), services.slot():
+                pass  # the stuck call holds the only slot
+            assert not server.hung_up.is_set()
+        finally:
+            caller.join(5.0)
+        assert not caller.is_alive()
+        response = answers[0]
+        assert response.status_code == 502
+        assert response.get_json()["error"]["type"] == "translation_failed"
+        # The slot is free again, and the call that held it has closed its connection.
+        with services.slot():
+            assert server.hung_up.wait(1.0)
+        assert _new_threads(before) == set()
+        services.close()
 
 
 def test_connection_refused() -> None:

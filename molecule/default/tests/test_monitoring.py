@@ -244,6 +244,9 @@ def test_status_playbook_prints_the_table(host: Any) -> None:
         "models      2 present",
         "llama3.1:8b, llava:7b",
         "gpu         no GPU",
+        # The VRAM plan of the declared models (ollama_vram_budget_gb 12, the stand-in's sizes).
+        "vram plan   estimate: 12.00 GiB (ollama_vram_budget_gb)",
+        "llama3.1:8b 5.80 GiB, fits alone",
     ):
         assert expected in out, f"{expected!r} missing:\n{out[-4000:]}"
     assert re.search(r"loaded\s+(none|llama3\.1:8b \()", out), out[-4000:]

@@ -149,13 +149,16 @@ def test_detection_counts_nvidia_display_controllers_only(host, probe_run) -> No
     data = detected(host, f"{FAKE}/pci-two-gpus")
     # The HDMI audio function (10de, class 0403) and the Intel iGPU (display, 8086) are not GPUs;
     # the 3D controller (class 0302) is.
+    # Names from lspci (the stand-in of prepare.yml names the first card only; the second gets
+    # the role's fallback name).
+    rtx = "GA106 [GeForce RTX 3060 Lite Hash Rate]"
     assert data["gpus"] == [
-        {"pci_slot": "0000:01:00.0", "pci_id": "10de:2504", "name": "NVIDIA GPU [10de:2504]"},
+        {"pci_slot": "0000:01:00.0", "pci_id": "10de:2504", "name": rtx},
         {"pci_slot": "0000:41:00.0", "pci_id": "10de:20b5", "name": "NVIDIA GPU [10de:20b5]"},
     ]
     assert (data["present"], data["count"], data["managed"]) == (True, 2, False)
     assert (
-        "2 NVIDIA GPU(s): NVIDIA GPU [10de:2504] at 0000:01:00.0; "
+        f"2 NVIDIA GPU(s): {rtx} at 0000:01:00.0; "
         "NVIDIA GPU [10de:20b5] at 0000:41:00.0" in flat(probe_run)
     )
 

@@ -239,13 +239,15 @@ def create_app(
         describe_request = validate_input(DescribeRequest, _json_object())
 
         def work() -> dict[str, Any]:
-            with services.slot():
-                return describe(
-                    describe_request,
-                    services.image_backend,
-                    limits=services.image_limits,
-                    default_max_length=settings.image.default_max_length,
-                )
+            # The request slot is taken only once the image is fetched and decoded.
+            return describe(
+                describe_request,
+                services.image_backend,
+                limits=services.image_limits,
+                default_max_length=settings.image.default_max_length,
+                fetch_slot=services.fetch_slot,
+                slot=services.slot,
+            )
 
         return _answer(work)
 

@@ -18,6 +18,7 @@ before pydantic, httpx, Pillow or torch are imported. Output and exit codes:
 from __future__ import annotations
 
 import base64
+import json
 import re
 import stat
 import sys
@@ -35,14 +36,20 @@ from ai_local_core.cli.fast_lane import (
     read_bool,
     read_int,
 )
+from ai_local_core.config_paths import local_file_within
 from ai_local_core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from ai_local_core.config import Settings
 
-__all__ = ["WARM_ROUTE", "describe_command", "main", "parse_args", "warm_body"]
+__all__ = ["WARM_ROUTE", "describe_command", "main", "parse_args", "parse_max_length", "warm_body"]
 
 USAGE = "usage: describe.py IMAGE_URL_OR_PATH [MAX_LENGTH]"
+IMAGE_LOCAL_DIRS: tuple[str, ...] = ("image", "limits", "local_dirs")
+#: ``MAX_LENGTH``: ASCII digits only (``\d`` and ``str.isdigit`` take other scripts' digits).
+_DIGITS = re.compile(r"[0-9]+")
+#: More digits than any valid ``MAX_LENGTH`` has, leading zeros aside.
+_MAX_DIGITS = 6
 #: ``ai_local_core.image.loader.is_url``'s test, without importing the loader.
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -55,11 +62,24 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         raise InvalidInput(f"expected at most 2 arguments, got {len(argv)} ({USAGE})")
     payload: dict[str, Any] = {"image": argv[0]}
     if len(argv) == 2:
-        text = argv[1].strip()
-        if not text.lstrip("-").isdigit():
-            raise InvalidInput(f"MAX_LENGTH must be a whole number, got {argv[1]!r} ({USAGE})")
-        payload["max_length"] = int(text)
+        payload["max_length"] = parse_max_length(argv[1])
     return payload
+
+
+def parse_max_length(text: str) -> int:
+    """``MAX_LENGTH`` as a command line writes it: the digits 0-9 and nothing else (no
+    sign, spaces, exponent or other scripts' digits, which ``str.isdigit`` would accept).
+    The range (1..512) is the request model's to check; a number of more than
+    :data:`_MAX_DIGITS` digits is refused here (``int()`` would refuse some of them)."""
+    significant = text.lstrip("0")
+    if _DIGITS.fullmatch(text) is None or len(significant) > _MAX_DIGITS:
+        from ai_local_core.image.base import MAX_LENGTH_LIMIT
+
+        raise InvalidInput(
+            f"MAX_LENGTH must be a whole number from 1 to {MAX_LENGTH_LIMIT}, written with "
+            f"the digits 0-9 only ({USAGE})"
+        )
+    return int(text)
 
 
 def _read_image_file(source: str, max_bytes: int) -> bytes:
@@ -79,6 +99,22 @@ def _read_image_file(source: str, max_bytes: int) -> bytes:
     return data
 
 
+def _local_dirs(raw: RawConfig) -> list[str]:
+    """``image.limits.local_dirs`` as the settings model reads it (a YAML list, or JSON in
+    the environment), or :class:`Unresolved`."""
+    value = raw.get(IMAGE_LOCAL_DIRS, [])
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise Unresolved("image.limits.local_dirs is not a JSON list") from None
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and Path(item).is_absolute() for item in value
+    ):
+        raise Unresolved("image.limits.local_dirs is not a list of absolute paths")
+    return value
+
+
 def warm_body(payload: Mapping[str, Any], raw: RawConfig) -> dict[str, Any]:
     """The ``/v1/describe`` body: a URL as it is, a local file base64-encoded."""
     image = payload.get("image")
@@ -88,7 +124,10 @@ def warm_body(payload: Mapping[str, Any], raw: RawConfig) -> dict[str, Any]:
         return dict(payload)
     if not read_bool(raw, IMAGE_ALLOW_LOCAL_PATHS):
         raise Unresolved("local paths are not allowed")
-    data = _read_image_file(image, read_int(raw, IMAGE_MAX_BYTES))
+    path = local_file_within(image, _local_dirs(raw))
+    if path is None:  # the full path gives the one "not there or not allowed" error
+        raise Unresolved("not a file under image.limits.local_dirs")
+    data = _read_image_file(str(path), read_int(raw, IMAGE_MAX_BYTES))
     body: dict[str, Any] = {"image_base64": base64.b64encode(data).decode("ascii")}
     if "max_length" in payload:
         body["max_length"] = payload["max_length"]

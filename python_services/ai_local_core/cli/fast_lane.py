@@ -101,8 +101,9 @@ LOG_LEVEL: tuple[str, ...] = ("log_level",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LOG_LEVEL = "WARNING"
 
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
+#: ASCII digits only, as pydantic reads them (``\d`` also matches other scripts' digits).
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 #: The strings pydantic accepts as booleans (lax mode), lower-cased.
 _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
@@ -135,7 +136,10 @@ def read_seconds(raw: RawConfig, spec: Seconds) -> float:
 def read_int(raw: RawConfig, spec: Count) -> int:
     value = raw.get(spec.keys, spec.default)
     if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        value = int(value)
+        try:
+            value = int(value)
+        except ValueError:  # more digits than int() parses (pydantic refuses them too)
+            raise Unresolved(f"{_name(spec.keys)} is not an integer") from None
     if isinstance(value, bool) or not isinstance(value, int):
         raise Unresolved(f"{_name(spec.keys)} is not an integer")
     if not value > spec.gt:

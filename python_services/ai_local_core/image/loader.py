@@ -1,11 +1,24 @@
 """Load an image from an http(s) URL or a local path, safely.
 
-The download is bounded three ways: a byte cap (checked against
-``Content-Length`` first and again while streaming, after content decoding, so a
-gzip bomb is cut off too), explicit connect/read timeouts plus a total deadline,
-and a redirect limit. The bytes are then decoded with Pillow, restricted to
-common raster formats, and rejected when the pixel count exceeds the cap (a
-decompression bomb) before any pixel data is decoded.
+The download connects only to addresses it checked: each hop (redirects
+included) resolves the host once, refuses non-public addresses (unless
+``allow_private_networks``) and connects to exactly those addresses, with the
+``Host`` header, TLS SNI and certificate check still for the name in the URL
+(httpcore's ``sni_hostname`` request extension). It asks for
+``Accept-Encoding: identity`` and counts the raw bytes received against the byte
+cap (checked against ``Content-Length`` first); a server that compresses anyway
+has its body inflated to at most the cap. Explicit connect/read timeouts, a
+total deadline and a redirect limit bound the time. Local files are read only
+under ``local_dirs``.
+
+The bytes are then decoded with Pillow, restricted to common raster formats,
+rejected when the pixel count exceeds ``max_pixels`` (or Pillow's own
+decompression-bomb limit) before any pixel data is decoded, and downscaled to at
+most ``max_decoded_pixels`` before the conversion to RGB. Memory per image is
+therefore about ``max_bytes`` (encoded) + 8 bytes x ``max_pixels`` (one full
+decoded frame at up to 4 bytes per pixel plus one transient copy while
+converting or resampling; JPEG is decoded at reduced scale and never holds it)
++ 4 bytes x ``max_decoded_pixels`` (the RGB image kept).
 
 Pillow (a core dependency) is imported lazily, so a CLI that never decodes an image
 never pays for the import.
@@ -15,18 +28,23 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import math
+import os
 import re
 import socket
+import stat
 import time
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ai_local_core.backend_errors import BackendUnavailable
+from ai_local_core.config_paths import local_file_within
 from ai_local_core.image.errors import (
     ImageFetchFailed,
     ImageTooLarge,
@@ -52,17 +70,38 @@ class ImageLimits(BaseModel):
         default=10 * 1024 * 1024, gt=0, description="Byte cap of the encoded image"
     )
     max_pixels: int = Field(default=40_000_000, gt=0, description="Pixel cap (width x height)")
+    max_decoded_pixels: int = Field(
+        default=4_194_304,
+        gt=0,
+        description="Larger images are downscaled (aspect kept) to at most this many pixels "
+        "before the conversion to RGB (2048 x 2048 by default)",
+    )
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=15.0, gt=0)
     total_timeout_s: float = Field(
         default=30.0, gt=0, description="Deadline for the whole download"
     )
     max_redirects: int = Field(default=3, ge=0)
-    allow_local_paths: bool = Field(default=True, description="Accept local file paths as sources")
+    allow_local_paths: bool = Field(
+        default=True, description="Accept local file paths as sources (under local_dirs only)"
+    )
+    local_dirs: tuple[str, ...] = Field(
+        default=(),
+        description="Absolute directories under which local image files may be read; "
+        "empty (the default): no local file is read",
+    )
     allow_private_networks: bool = Field(
         default=False,
         description="Fetch from loopback, private, link-local and other non-public addresses",
     )
+
+    @field_validator("local_dirs")
+    @classmethod
+    def _absolute_dirs(cls, dirs: tuple[str, ...]) -> tuple[str, ...]:
+        for directory in dirs:
+            if not Path(directory).is_absolute():
+                raise ValueError(f"image.limits.local_dirs: {directory!r} is not an absolute path")
+        return dirs
 
 
 @dataclass(frozen=True)
@@ -109,78 +148,166 @@ def _check_url(url: str) -> httpx.URL:
     return parsed
 
 
-def _refuse_non_public(request: httpx.Request) -> None:
-    """Event hook run before every request, redirects included: public addresses only.
+def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[str]:
+    """Resolve ``host`` once; the addresses to connect to, each checked.
 
-    Stops the server being used to reach the node's own services (Ollama, the
-    API, the cloud metadata address...). The name is resolved here and again by
-    the connection, so DNS rebinding is not covered; a proxy is the full answer.
+    Unless ``allow_private``, every address must be public: no loopback, private,
+    link-local, CGNAT, reserved or multicast address (the node's own Ollama and
+    API, the LAN, cloud metadata at 169.254.169.254). The fetch then connects to
+    these very addresses, so a DNS answer that changes between this check and
+    the connection (DNS rebinding) cannot take it elsewhere.
     """
-    host = request.url.host
-    port = request.url.port or (443 if request.url.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):
         raise ImageFetchFailed(f"cannot resolve the image host {host}") from None
+    addresses: list[str] = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global or address.is_multicast:
+        if not allow_private and (not address.is_global or address.is_multicast):
             raise InvalidImageSource(
                 f"image URL host {host} is not a public address; fetching from local "
                 "or private networks is disabled (image.limits.allow_private_networks)"
             )
+        if str(address) not in addresses:
+            addresses.append(str(address))
+    if not addresses:
+        raise ImageFetchFailed(f"cannot resolve the image host {host}")
+    return addresses
 
 
-def fetch_url(url: str, limits: ImageLimits) -> bytes:
-    """Download ``url`` within the limits and return the (content-decoded) body."""
-    parsed = _check_url(url)
-    where = parsed.host  # never echo the full URL: its query may carry a token
-    hooks = {} if limits.allow_private_networks else {"request": [_refuse_non_public]}
+def _decode_content(raw: bytes, encoding: str, limits: ImageLimits, where: str) -> bytes:
+    """Undo a gzip/deflate ``Content-Encoding`` (a server that ignored ``identity``),
+    producing at most ``max_bytes``: the raw bytes were counted already, and the
+    inflated ones are capped here, so a small bomb never inflates in memory."""
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise ImageFetchFailed(
+            f"image URL on {where} answered with Content-Encoding {encoding!r}, "
+            "which is not accepted (identity was asked)"
+        )
+    wbits = 16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS
+    try:
+        try:
+            inflater = zlib.decompressobj(wbits)
+            data = inflater.decompress(raw, limits.max_bytes + 1)
+        except zlib.error:
+            if encoding != "deflate":
+                raise
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as browsers accept
+            data = inflater.decompress(raw, limits.max_bytes + 1)
+    except zlib.error:
+        raise ImageFetchFailed(f"image URL on {where} sent a corrupt {encoding} body") from None
+    if len(data) > limits.max_bytes or inflater.unconsumed_tail:
+        raise ImageTooLarge(
+            f"image is over the limit of {limits.max_bytes} bytes once {encoding}-decoded"
+        )
+    return data
+
+
+def _read_body(response: httpx.Response, limits: ImageLimits, where: str, deadline: float) -> bytes:
+    """The checked, size-capped body of an answer that is not a redirect."""
+    if response.status_code >= 400:
+        raise ImageFetchFailed(
+            f"image URL on {where} answered HTTP {response.status_code}",
+            status=response.status_code,
+        )
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not content_type.startswith("image/") and content_type not in _ACCEPTED_GENERIC_TYPES:
+        raise NotAnImage(
+            f"image URL on {where} returned content type {content_type!r}, not an image"
+        )
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_bytes:
+        raise ImageTooLarge(
+            f"image is {int(declared)} bytes, over the limit of {limits.max_bytes} bytes"
+        )
+    body = bytearray()
+    # Raw bytes as they come off the wire, counted before any decoding.
+    for chunk in response.iter_raw():
+        body += chunk
+        if len(body) > limits.max_bytes:
+            raise ImageTooLarge(f"image is over the limit of {limits.max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise ImageFetchFailed(
+                f"downloading the image from {where} took over {limits.total_timeout_s:g} s"
+            )
+    return _decode_content(bytes(body), encoding, limits, where)
+
+
+def _fetch_hop(url: httpx.URL, limits: ImageLimits, deadline: float) -> bytes | httpx.URL:
+    """GET ``url`` from exactly the addresses :func:`resolve_checked` returned (the
+    body), or the next URL when the answer is a redirect."""
+    where = url.host
+    port = url.port or (443 if url.scheme == "https" else 80)
+    addresses = resolve_checked(url.host, port, allow_private=limits.allow_private_networks)
     timeout = httpx.Timeout(
         limits.read_timeout_s, connect=limits.connect_timeout_s, pool=limits.connect_timeout_s
     )
+    headers = {
+        # The URL carries the checked address; the server still sees the name it was
+        # asked for, and TLS sends it as SNI and verifies the certificate against it.
+        "Host": url.netloc.decode("ascii"),
+        "Accept": "image/*",
+        "Accept-Encoding": "identity",
+    }
+    last_error: httpx.HTTPError | None = None
+    for address in addresses:
+        if time.monotonic() > deadline:
+            break
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            request = client.build_request(
+                "GET",
+                url.copy_with(host=address),
+                headers=headers,
+                extensions={"sni_hostname": url.host},
+            )
+            try:
+                response = client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                last_error = exc  # the next checked address, if any
+                continue
+            try:
+                location = response.headers.get("location")
+                if response.is_redirect and location is not None:
+                    try:
+                        return url.join(location)
+                    except httpx.InvalidURL as exc:
+                        raise ImageFetchFailed(
+                            f"image URL on {where} redirected to an invalid URL: {exc}"
+                        ) from None
+                return _read_body(response, limits, where, deadline)
+            finally:
+                response.close()
+    if last_error is not None:
+        raise last_error
+    raise ImageFetchFailed(
+        f"downloading the image from {where} took over {limits.total_timeout_s:g} s"
+    )
+
+
+def fetch_url(url: str, limits: ImageLimits) -> bytes:
+    """Download ``url`` within the limits and return its body.
+
+    Each hop (redirects included, at most ``max_redirects``) resolves the host
+    once, checks the addresses and connects to them, never to a second answer.
+    ``Accept-Encoding: identity`` is asked for and the raw bytes are counted
+    against ``max_bytes``.
+    """
+    current = _check_url(url)
+    where = current.host  # never echo the full URL: its query may carry a token
     deadline = time.monotonic() + limits.total_timeout_s
     try:
-        with (
-            httpx.Client(
-                timeout=timeout,
-                follow_redirects=True,
-                max_redirects=limits.max_redirects,
-                event_hooks=hooks,
-            ) as client,
-            client.stream("GET", parsed, headers={"Accept": "image/*"}) as response,
-        ):
-            if response.status_code >= 400:
-                raise ImageFetchFailed(
-                    f"image URL on {where} answered HTTP {response.status_code}",
-                    status=response.status_code,
-                )
-            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            if not content_type.startswith("image/") and content_type not in (
-                _ACCEPTED_GENERIC_TYPES
-            ):
-                raise NotAnImage(
-                    f"image URL on {where} returned content type {content_type!r}, not an image"
-                )
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limits.max_bytes:
-                raise ImageTooLarge(
-                    f"image is {int(declared)} bytes, over the limit of {limits.max_bytes} bytes"
-                )
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > limits.max_bytes:
-                    raise ImageTooLarge(f"image is over the limit of {limits.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise ImageFetchFailed(
-                        f"downloading the image from {where} took over {limits.total_timeout_s:g} s"
-                    )
-            return bytes(body)
-    except httpx.TooManyRedirects:
+        for _hop in range(limits.max_redirects + 1):
+            answer = _fetch_hop(current, limits, deadline)
+            if isinstance(answer, bytes):
+                return answer
+            current = _check_url(str(answer))
         raise ImageFetchFailed(
             f"image URL on {where} redirected more than {limits.max_redirects} times"
-        ) from None
+        )
     except httpx.TimeoutException:
         raise ImageFetchFailed(f"timed out fetching the image from {where}") from None
     except httpx.UnsupportedProtocol as exc:
@@ -192,25 +319,48 @@ def fetch_url(url: str, limits: ImageLimits) -> bytes:
 
 
 def read_local(source: str, limits: ImageLimits) -> bytes:
-    """Read a local image file within the byte cap."""
-    if not limits.allow_local_paths:
-        raise InvalidImageSource("local file paths are not accepted here: pass an http(s) URL")
-    path = Path(source)
+    """Read a local image file within the byte cap, only under ``limits.local_dirs``.
+
+    A file outside those directories, a missing one, a directory and an
+    unreadable one all give the same :class:`InvalidImageSource` with the same
+    message, so the error tells nothing about which files exist.
+    """
+    if not limits.allow_local_paths or not limits.local_dirs:
+        raise InvalidImageSource(
+            "local file paths are not accepted here (image.limits.local_dirs names none): "
+            "pass an http(s) URL"
+        )
+    refused = InvalidImageSource(
+        f"no such image file under the allowed directories (image.limits.local_dirs): {source}"
+    )
+    path = local_file_within(source, limits.local_dirs)
+    if path is None:
+        raise refused
     try:
-        if not path.is_file():
-            raise InvalidImageSource(f"no such image file: {source}")
-        size = path.stat().st_size
-        if size > limits.max_bytes:
-            raise ImageTooLarge(
-                f"image is {size} bytes, over the limit of {limits.max_bytes} bytes"
-            )
-        with path.open("rb") as handle:
+        # The real path, not followed again: a link swapped in since the check is refused.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise refused
+            if info.st_size > limits.max_bytes:
+                raise ImageTooLarge(
+                    f"image is {info.st_size} bytes, over the limit of {limits.max_bytes} bytes"
+                )
             data = handle.read(limits.max_bytes + 1)
-    except OSError as exc:
-        raise InvalidImageSource(f"cannot read image file {source}: {exc.strerror}") from None
+    except OSError:
+        raise refused from None
     if len(data) > limits.max_bytes:
         raise ImageTooLarge(f"image is over the limit of {limits.max_bytes} bytes")
     return data
+
+
+def _fit(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The largest size with the aspect of ``width`` x ``height`` within ``max_pixels``."""
+    if width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
 def decode_image(data: bytes, limits: ImageLimits) -> LoadedImage:
@@ -246,9 +396,26 @@ def decode_image(data: bytes, limits: ImageLimits) -> LoadedImage:
                 )
             image_format = opened.format or "UNKNOWN"
             try:
-                rgb = opened.convert("RGB")
+                rgb = _downscaled_rgb(opened, limits.max_decoded_pixels)
             except (PilImage.DecompressionBombError, PilImage.DecompressionBombWarning):
                 raise ImageTooLarge("the image has too many pixels (decompression bomb)") from None
             except (OSError, ValueError, SyntaxError, EOFError) as exc:
                 raise NotAnImage(f"the image is corrupt or truncated: {exc}") from None
     return LoadedImage(data=data, format=image_format, width=width, height=height, image=rgb)
+
+
+def _downscaled_rgb(opened: Image, max_pixels: int) -> Image:
+    """``opened`` as RGB with at most ``max_pixels`` pixels, shrunk before the conversion.
+
+    JPEG is decoded at 1/2, 1/4 or 1/8 scale right away (``draft``, inside
+    ``thumbnail``), so its full frame is never held; other formats decode the full
+    frame once (at most 4 bytes per pixel in Pillow), then shrink. Palette and
+    bilevel images become RGB first (resampling them would be nearest-neighbour).
+    """
+    target = _fit(*opened.size, max_pixels)
+    working = opened
+    if target != opened.size:
+        if opened.mode in ("P", "1"):
+            working = opened.convert("RGB")
+        working.thumbnail(target)
+    return working if working.mode == "RGB" and working is not opened else working.convert("RGB")

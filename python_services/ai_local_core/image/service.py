@@ -8,6 +8,8 @@ import base64
 import binascii
 import re
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
@@ -22,7 +24,13 @@ if TYPE_CHECKING:
     from ai_local_core.config import Settings
     from ai_local_core.ollama.client import OllamaClient
 
-__all__ = ["DescribeRequest", "create_image_backend", "decode_base64_image", "describe"]
+__all__ = [
+    "DescribeRequest",
+    "create_image_backend",
+    "decode_base64_image",
+    "describe",
+    "load_request_image",
+]
 
 _DATA_URI = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,")
 
@@ -82,22 +90,31 @@ def create_image_backend(settings: Settings, *, client: OllamaClient | None = No
     )
 
 
+def load_request_image(request: DescribeRequest, limits: ImageLimits) -> LoadedImage:
+    """The request's image, fetched or read and decoded within ``limits``."""
+    if request.image_base64 is not None:
+        return decode_image(decode_base64_image(request.image_base64, limits), limits)
+    return load_image(request.image or "", limits)
+
+
 def describe(
     request: DescribeRequest,
     backend: ImageBackend,
     *,
     limits: ImageLimits,
     default_max_length: int,
+    fetch_slot: Callable[[], AbstractContextManager[object]] = nullcontext,
+    slot: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> dict[str, Any]:
-    """Load the image, describe it, and return the JSON result (without ``success``)."""
+    """Load the image (inside ``fetch_slot``), describe it (inside ``slot``: the API's
+    request slot, taken only once the image is fetched and decoded, so slow image
+    hosts cannot hold it) and return the JSON result (without ``success``)."""
     started = time.perf_counter()
     max_length = request.max_length if request.max_length is not None else default_max_length
-    image: LoadedImage
-    if request.image_base64 is not None:
-        image = decode_image(decode_base64_image(request.image_base64, limits), limits)
-    else:
-        image = load_image(request.image or "", limits)
-    result = backend.describe(image, max_length=max_length)
+    with fetch_slot():
+        image = load_request_image(request, limits)
+    with slot():
+        result = backend.describe(image, max_length=max_length)
     answer: dict[str, Any] = {
         "description": result.text,
         "backend": result.backend,

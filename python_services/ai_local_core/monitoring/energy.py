@@ -507,11 +507,21 @@ def format_summary(summary: EnergySummary, *, day_label: str = "today") -> list[
         if summary.day_gpu_kwh >= 0.01 and summary.day_cpu_kwh >= 0.01
         else ""
     )
+    if (
+        summary.gpu_idle_watts is None
+        and summary.gpu_busy_watts is None
+        and not any(source.startswith("GPU") for source in summary.sources)
+    ):
+        gpu_watts = "GPU avg idle/busy: no GPU measured"
+    else:
+        gpu_watts = (
+            f"GPU avg idle {_watts(summary.gpu_idle_watts)}, busy {_watts(summary.gpu_busy_watts)}"
+        )
     return [
         f"{day_label} {amount(summary.day_kwh, summary.day_cost_pln)}{split}",
         f"{summary.window_days} days {amount(summary.window_kwh, summary.window_cost_pln)}"
         f" ({summary.days_recorded} recorded)",
-        f"GPU avg idle {_watts(summary.gpu_idle_watts)}, busy {_watts(summary.gpu_busy_watts)}",
+        gpu_watts,
         "measured: " + (", ".join(summary.sources) or "nothing now"),
         *missing,
     ]

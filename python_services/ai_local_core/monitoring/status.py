@@ -1,11 +1,12 @@
 """The per-host table of ``playbooks/status.yml`` (``make status``).
 
-The playbook gathers raw, read-only facts on each host (``systemctl show``,
-``nvidia-smi`` CSV, Ollama's ``/api/version``, ``/api/tags`` and ``/api/ps``, the
-tunnel's status, the journal's recent errors, the exporter's energy state file) and
-hands them to the Ansible
-filter ``ai_local_core_status_table`` (``playbooks/filter_plugins``), which calls
-:func:`render_status`. Parsing and layout live here so that they are unit-tested.
+The playbook gathers raw, read-only facts on each host (``systemctl show``, the GPU facts
+of module ``ai_local_core.node.gpu_facts`` (or ``nvidia-smi`` CSV), Ollama's
+``/api/version``, ``/api/tags`` and ``/api/ps``, the tunnel's status, the journal's recent
+errors, the exporter's energy state file, the VRAM plan of the declared models) and hands them
+to the Ansible filter ``ai_local_core.node.status_table`` (the local collection, in
+``collections/``), which calls :func:`render_status`. Parsing and layout live here so that
+they are unit-tested.
 
 This module uses the standard library only: the filter runs inside the
 controller's Ansible, whose Python may not have the package's dependencies.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -31,6 +33,7 @@ __all__ = [
     "build_status",
     "energy_lines",
     "format_status",
+    "gpu_rows",
     "parse_nvidia_smi",
     "parse_units",
     "render_status",
@@ -80,6 +83,8 @@ class GpuRow:
     temp: str
     power: str
     power_limit: str
+    #: Performance state (P0 busy ... P8 idle), when the GPU facts give it.
+    pstate: str = ""
 
 
 @dataclass
@@ -98,6 +103,7 @@ class HostStatus:
     public_url: str = "none"
     errors: list[str] = field(default_factory=list)
     energy: list[str] = field(default_factory=list)
+    vram_plan: list[str] = field(default_factory=list)
 
 
 def _clean(value: str) -> str:
@@ -114,6 +120,60 @@ def parse_nvidia_smi(text: str) -> list[GpuRow]:
         values = [_clean(v) for v in record]
         rows.append(GpuRow(*values))
     return rows
+
+
+def _fact(value: Any, digits: int | None = None) -> str:
+    if value is None or isinstance(value, bool) or value == "":
+        return "n/a"
+    if digits is not None and isinstance(value, int | float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def gpu_rows(facts: Mapping[str, Any]) -> list[GpuRow]:
+    """Rows of ``ansible_facts.ai_local_core_gpu`` (module ``ai_local_core.node.gpu_facts``)."""
+    rows: list[GpuRow] = []
+    for gpu in facts.get("gpus") or []:
+        if not isinstance(gpu, Mapping):
+            continue
+        rows.append(
+            GpuRow(
+                index=_fact(gpu.get("index")),
+                name=_fact(gpu.get("name")),
+                driver=_fact(gpu.get("driver_version")),
+                util=_fact(gpu.get("utilization_percent"), 0),
+                mem_used=_fact(gpu.get("memory_used_mib"), 0),
+                mem_total=_fact(gpu.get("memory_total_mib"), 0),
+                temp=_fact(gpu.get("temperature_c"), 0),
+                power=_fact(gpu.get("power_draw_w"), 2),
+                power_limit=_fact(gpu.get("power_limit_w"), 2),
+                pstate=str(gpu.get("pstate") or ""),
+            )
+        )
+    return rows
+
+
+_PLAN_MODEL = re.compile(r"^(\S+): ([0-9.]+) GiB = .*: (fits alone|does NOT fit)(?:; (.*))?$")
+
+
+def vram_plan_lines(plan: Any) -> list[str]:
+    """The VRAM plan (``ai_local_core.node.ollama_vram_plan``'s ``lines``), one short line per
+    model (``name 5.56 GiB, fits alone``) and the header, combinations and verdict as they are."""
+    if isinstance(plan, Mapping):
+        plan = plan.get("lines")
+    if not isinstance(plan, list | tuple) or not plan:
+        return ["not planned"]
+    out: list[str] = []
+    for line in plan:
+        match = _PLAN_MODEL.match(str(line))
+        if match:
+            note = f" (KV cache {match.group(4)})" if match.group(4) else ""
+            out.append(f"{match.group(1)} {match.group(2)} GiB, {match.group(3)}{note}")
+        else:
+            out.append(
+                str(line).replace("VRAM plan (estimates, see docs/ollama-role.md): ", "estimate: ")
+            )
+    return out
 
 
 def parse_units(text: str) -> dict[str, tuple[str, str]]:
@@ -213,13 +273,22 @@ def energy_lines(state: Any, today: Any) -> list[str]:
 def build_status(raw: Mapping[str, Any]) -> HostStatus:
     """Turn the playbook's raw facts into a :class:`HostStatus` (missing pieces -> "?")."""
     units = parse_units(str(raw.get("units") or ""))
+    facts = raw.get("gpu")
     smi = raw.get("nvidia_smi")
-    gpus = parse_nvidia_smi(smi) if isinstance(smi, str) else []
-    gpu_pci = bool(raw.get("gpu_pci"))
+    gpu_reason = ""
+    if isinstance(facts, Mapping):
+        gpus = gpu_rows(facts) if facts.get("present") else []
+        gpu_pci = bool(facts.get("pci_present"))
+        gpu_reason = str(facts.get("reason") or "")
+    else:
+        gpus = parse_nvidia_smi(smi) if isinstance(smi, str) else []
+        gpu_pci = bool(raw.get("gpu_pci"))
     if gpus:
         driver, gpu_note = gpus[0].driver, ""
     elif gpu_pci:
         driver, gpu_note = "not loaded", "NVIDIA GPU on the PCI bus, but nvidia-smi does not answer"
+        if gpu_reason:
+            gpu_note += f" ({gpu_reason})"
     else:
         driver, gpu_note = "no GPU", "no GPU"
     ollama_up = isinstance(raw.get("ollama_version"), str) and raw["ollama_version"]
@@ -250,6 +319,8 @@ def build_status(raw: Mapping[str, Any]) -> HostStatus:
         for line in journal[-_MAX_ERROR_LINES:]
     ]
     status.energy = energy_lines(raw.get("energy_state"), raw.get("today"))
+    if "vram_plan" in raw:
+        status.vram_plan = vram_plan_lines(raw.get("vram_plan"))
     return status
 
 
@@ -257,6 +328,7 @@ def _gpu_line(gpu: GpuRow) -> str:
     return (
         f"{gpu.index} {gpu.name}: {gpu.util}% | {gpu.mem_used}/{gpu.mem_total} MiB"
         f" | {gpu.temp} C | {gpu.power}/{gpu.power_limit} W"
+        + (f" | {gpu.pstate}" if gpu.pstate else "")
     )
 
 
@@ -289,6 +361,16 @@ def format_status(status: HostStatus) -> str:
         ("loaded", status.models_loaded or ["none"]),
         ("gpu", [_gpu_line(gpu) for gpu in status.gpus] or [status.gpu_note]),
         ("energy", [line for item in status.energy for line in _wrap(item.split(" "), sep=" ")]),
+        *(
+            [
+                (
+                    "vram plan",
+                    [ln for item in status.vram_plan for ln in _wrap(item.split(" "), sep=" ")],
+                )
+            ]
+            if status.vram_plan
+            else []
+        ),
         ("tunnel", [status.tunnel]),
         ("public url", [status.public_url]),
         ("errors", status.errors or ["none"]),

@@ -309,6 +309,11 @@ class Fault:
 class Loaded:
     model: StoredModel
     expires_at: datetime
+    #: The keep_alive of the latest request (seconds; negative: forever).
+    keep_alive: float = 300.0
+    #: Requests using the model now: like Ollama's scheduler, a model in use never expires; its
+    #: keep_alive counts from the end of the last request.
+    in_use: int = 0
 
 
 class Busy(Exception):
@@ -374,22 +379,64 @@ class State:
             return self.counter
 
     def purge_expired(self) -> None:
+        """Unload the models whose keep_alive ran out without use (what /api/ps then shows)."""
         now = datetime.now(timezone.utc)
         with self.lock:
-            for name in [n for n, entry in self.loaded.items() if entry.expires_at <= now]:
+            expired = [
+                n
+                for n, entry in self.loaded.items()
+                if entry.in_use == 0 and entry.expires_at <= now
+            ]
+            for name in expired:
                 del self.loaded[name]
+        for name in expired:
+            log("INFO", "unloaded model after keep_alive", model=name.display)
 
     def touch(self, model: StoredModel, keep_alive: float) -> bool:
-        """Mark ``model`` used; return True if it had to be loaded."""
+        """Load ``model`` (if it is not) for a request; return True if it had to be loaded.
+
+        The caller calls :meth:`release` when the request ends: ``keep_alive`` (seconds,
+        negative = forever, 0 = unload at the end of the request) counts from then."""
         self.purge_expired()
         with self.lock:
-            cold = model.name not in self.loaded
-            if keep_alive == 0:
-                self.loaded.pop(model.name, None)
-                return cold
-            span = _FOREVER if keep_alive < 0 else timedelta(seconds=keep_alive)
-            self.loaded[model.name] = Loaded(model, datetime.now(timezone.utc) + span)
+            entry = self.loaded.get(model.name)
+            cold = entry is None
+            if entry is None:
+                entry = self.loaded[model.name] = Loaded(model, _expiry(keep_alive), keep_alive)
+            entry.keep_alive = keep_alive
+            entry.expires_at = _expiry(keep_alive)
+            entry.in_use += 1
             return cold
+
+    def release(self, model: StoredModel) -> None:
+        """The end of a request that :meth:`touch` counted: the keep_alive timer starts now."""
+        with self.lock:
+            entry = self.loaded.get(model.name)
+            if entry is None:
+                return
+            entry.in_use = max(0, entry.in_use - 1)
+            if entry.in_use == 0:
+                if entry.keep_alive == 0:
+                    del self.loaded[model.name]
+                else:
+                    entry.expires_at = _expiry(entry.keep_alive)
+
+    def unload(self, model: StoredModel) -> None:
+        """A request with keep_alive 0 and nothing to generate: unload now (or when the
+        requests using it end)."""
+        with self.lock:
+            entry = self.loaded.get(model.name)
+            if entry is None:
+                return
+            if entry.in_use:
+                entry.keep_alive = 0
+            else:
+                del self.loaded[model.name]
+
+
+def _expiry(keep_alive: float) -> datetime:
+    span = _FOREVER if keep_alive < 0 else timedelta(seconds=keep_alive)
+    return datetime.now(timezone.utc) + span
 
 
 # ---------------------------------------------------------------------------- generation
@@ -519,6 +566,21 @@ class Handler(BaseHTTPRequestHandler):
         self._cors_origin: str | None = None
         self._head = self.command == "HEAD"
         self._body: bytes | None = None
+        #: Models this request loaded or used (released, keep_alive timer started, at its end).
+        self._using: list[StoredModel] = []
+
+    def _touch(self, model: StoredModel, keep_alive: float) -> bool:
+        cold = self.state.touch(model, keep_alive)
+        self._using.append(model)
+        return cold
+
+    def _release(self) -> None:
+        """Release the models this request used (at its last write, at the latest when the
+        request ends), so that a client sees the unload of keep_alive 0 as soon as it has the
+        answer."""
+        for model in self._using:
+            self.state.release(model)
+        self._using.clear()
 
     def _finish(self) -> None:
         elapsed = (time.monotonic() - self._started) * 1000
@@ -562,6 +624,7 @@ class Handler(BaseHTTPRequestHandler):
         content_type: str | None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        self._release()  # the request's work is done: its models' keep_alive starts now
         all_headers = dict(headers or {})
         if content_type:
             all_headers["Content-Type"] = content_type
@@ -606,6 +669,7 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.002)
 
     def stream_end(self) -> None:
+        self._release()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -763,6 +827,7 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
+            self._release()
             self._finish()
 
     def _checks(self, path: str) -> bool:
@@ -1061,7 +1126,7 @@ class Handler(BaseHTTPRequestHandler):
         path: str,
     ) -> Plan:
         started = time.monotonic()
-        cold = self.state.touch(model, keep_alive)
+        cold = self._touch(model, keep_alive)
         load_ns = 0
         if cold:
             if self.state.config.load_delay:
@@ -1128,7 +1193,7 @@ class Handler(BaseHTTPRequestHandler):
         if model is None:
             raise HttpError(404, f"model '{raw}' not found")
         if not prompt and keep_alive == 0:
-            self.state.touch(model, 0)
+            self.state.unload(model)
             self.send_json(
                 200,
                 {
@@ -1143,7 +1208,7 @@ class Handler(BaseHTTPRequestHandler):
         model = self._find_model(raw, name, "generate")
         with self.state.scheduler.slot():
             if not prompt:
-                self.state.touch(model, keep_alive)
+                self._touch(model, keep_alive)
                 self.send_json(
                     200,
                     {
@@ -1242,7 +1307,7 @@ class Handler(BaseHTTPRequestHandler):
             model = self.state.store.get(name)
             if model is None:
                 raise HttpError(404, f"model '{raw}' not found")
-            self.state.touch(model, 0)
+            self.state.unload(model)
             self.send_json(
                 200,
                 {
@@ -1257,7 +1322,7 @@ class Handler(BaseHTTPRequestHandler):
         model = self._find_model(raw, name, "chat")
         with self.state.scheduler.slot():
             if not messages:
-                self.state.touch(model, keep_alive)
+                self._touch(model, keep_alive)
                 self.send_json(
                     200,
                     {
@@ -1332,7 +1397,7 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(404, f"model '{raw}' not found")
         with self.state.scheduler.slot():
             started = time.monotonic()
-            cold = self.state.touch(model, keep_alive)
+            cold = self._touch(model, keep_alive)
             obj: dict[str, Any] = {"model": raw, "embeddings": [self._embedding(t) for t in inputs]}
             metrics = {
                 "total_duration": max(1, int((time.monotonic() - started) * 1e9)),
@@ -1349,7 +1414,7 @@ class Handler(BaseHTTPRequestHandler):
         if model is None:
             raise HttpError(404, f'model "{raw}" not found, try pulling it first')
         prompt = data.get("prompt") or ""
-        self.state.touch(model, self._keep_alive(data))
+        self._touch(model, self._keep_alive(data))
         self.send_json(200, {"embedding": self._embedding(str(prompt)) if prompt else []})
 
     # ------------------------------------------------------------------ OpenAI compatibility
@@ -1520,7 +1585,7 @@ class Handler(BaseHTTPRequestHandler):
         model = self.state.store.get(name)
         if model is None:
             raise HttpError(404, f"model '{raw}' not found")
-        self.state.touch(model, self.state.config.keep_alive)
+        self._touch(model, self.state.config.keep_alive)
         count = count_words(*inputs)
         self.send_json(
             200,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from typing import Any
 
 CONTAINER_TYPES = frozenset(
@@ -17,6 +19,46 @@ def is_container(facts: dict[str, Any]) -> bool:
     )
 
 
+# Unit and drop-in names end up in a shell command and in a template's `validate:` string, where
+# Ansible formats `%s` with Python's % operator: no slash, space, quote or percent sign.
+_UNIT_NAME = re.compile(r"[A-Za-z0-9:_.@\\-]+\.[a-z]+")
+_DROPIN_NAME = re.compile(r"[A-Za-z0-9:_.@\\-]+\.conf")
+
+# $1: the unit's name, $2: the candidate file (Ansible's `%s`). The candidate goes into a scratch
+# unit directory, searched first (SYSTEMD_UNIT_PATH's trailing ":" appends the usual paths, so
+# the live drop-ins apply). Named by its path so systemd 247 (Debian 11) and 249 (Ubuntu 22.04),
+# which lack the FILE:UNIT form, load it too.
+_VERIFY_UNIT = (
+    'u=$1; d=$(mktemp -d) && trap "rm -rf $d" EXIT && cp "$2" "$d/$u" && cd "$d" &&'
+    ' out=$(SYSTEMD_UNIT_PATH="$d:" systemd-analyze verify "$d/$u" 2>&1); rc=$?;'
+    ' echo "$out"; [ $rc -eq 0 ] && ! echo "$out" | grep -qF "$u"'
+)
+# $1: the unit, $2: the drop-in's name, $3: the candidate. The unit itself is the live one, found
+# through the trailing ":"; the scratch drop-in shadows the installed one of the same name.
+_VERIFY_DROPIN = (
+    'u=$1; n=$2; d=$(mktemp -d) && trap "rm -rf $d" EXIT && mkdir "$d/$u.d" &&'
+    ' cp "$3" "$d/$u.d/$n" && cd "$d" &&'
+    ' out=$(SYSTEMD_UNIT_PATH="$d:" systemd-analyze verify "$u" 2>&1); rc=$?;'
+    ' echo "$out"; [ $rc -eq 0 ] && ! echo "$out" | grep -qF "$n"'
+)
+
+
+def systemd_verify_command(unit: str, dropin: str | None = None) -> str:
+    """A template `validate:` command that checks a candidate systemd unit file, or with
+    ``dropin`` a candidate drop-in ``<unit>.d/<dropin>`` of the installed unit.
+
+    It fails when ``systemd-analyze verify`` fails, and on any complaint that names the file:
+    an unknown key or a bad assignment is only a warning to systemd.
+    """
+    if not _UNIT_NAME.fullmatch(unit):
+        raise ValueError(f"not a systemd unit name: {unit!r}")
+    if dropin is None:
+        return f"sh -c '{_VERIFY_UNIT}' verify-unit {shlex.quote(unit)} %s"
+    if not _DROPIN_NAME.fullmatch(dropin):
+        raise ValueError(f"not a drop-in name (NAME.conf): {dropin!r}")
+    return f"sh -c '{_VERIFY_DROPIN}' verify-dropin {shlex.quote(unit)} {shlex.quote(dropin)} %s"
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"is_container": is_container}
+        return {"is_container": is_container, "systemd_verify_command": systemd_verify_command}
