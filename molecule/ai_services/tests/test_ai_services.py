@@ -365,6 +365,41 @@ def test_new_wheel_restarts_once_then_nothing_changes(tmp_path: Path) -> None:
         assert recap.changed == 0, f"{recap}\n{again.output[-5000:]}"
 
 
+def test_an_install_left_running_by_a_cut_off_run_is_stopped() -> None:
+    """A run cut off during pip leaves pip running on the host (seen in make vm-test: the next
+    run's rmtree of the virtualenv failed with "Directory not empty" while it wrote). The next
+    run stops it before touching the virtualenv."""
+    hosts = {name: testinfra.get_host(f"podman://{name}") for name in _inventory_hosts()}
+    stale = "/opt/ai-local-core/venv/bin/pip3 install --left-by-a-cut-off-run"
+    # pgrep's pattern, which does not match the shell that runs pgrep with it.
+    pattern = shlex.quote(stale.replace("bin/pip3", "bin/[p]ip3"))
+    for h in hosts.values():
+        h.check_output(
+            f"setsid -f bash -c {shlex.quote(f'exec -a {shlex.quote(stale)} sleep 600')}"
+            " </dev/null >/dev/null 2>&1"
+        )
+        assert h.run(f"pgrep -f -- {pattern}").rc == 0
+        # The marker of a finished install no longer matches: the install block runs again.
+        marker = json.loads(h.file(MARKER).content_string)
+        h.check_output(
+            f"printf %s {shlex.quote(json.dumps({**marker, 'wheel': 'cut-off.whl'}))} > {MARKER}"
+        )
+    run = run_playbook(scenario_playbook())
+    tail = run.output[-5000:]
+    assert run.returncode == 0, tail
+    assert (
+        "changed: ["
+        in run.output.split(
+            "TASK [ai_services : Stop an install that an interrupted run left running]"
+        )[1].split("TASK [")[0]
+    ), tail
+    for h in hosts.values():
+        assert h.run(f"pgrep -f -- {pattern}").rc == 1
+        assert json.loads(h.file(MARKER).content_string)["wheel"] != "cut-off.whl"
+        status, body = http(h, f"{API}/health")
+        assert status == 200, body
+
+
 def _inventory_hosts() -> list[str]:
     inventory = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
     return sorted(inventory["all"]["hosts"])
