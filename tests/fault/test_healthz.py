@@ -9,6 +9,7 @@ version, model, URL or path in the answer. ``/livez`` is nginx alone and stays 2
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,11 +62,16 @@ def livez(gateway: NginxGateway) -> tuple[int, bytes]:
     return status, body
 
 
-def last_logged(gateway: NginxGateway) -> dict[str, object]:
-    """The gateway's last access-log entry (JSON lines)."""
-    lines = (gateway.workdir / "logs" / "access.log").read_text().splitlines()
-    entry: dict[str, object] = json.loads(lines[-1])
-    return entry
+def last_route(gateway: NginxGateway, expected: str) -> object:
+    """The route of the gateway's last access-log entry (JSON lines), once it is ``expected`` or
+    after 5 s: nginx writes the entry after the response, so the client may read first."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        lines = (gateway.workdir / "logs" / "access.log").read_text().splitlines()
+        route = json.loads(lines[-1]).get("route") if lines else None
+        if route == expected or time.monotonic() > deadline:
+            return route
+        time.sleep(0.05)
 
 
 def assert_reveals_nothing(headers: dict[str, str], body: bytes) -> None:
@@ -88,7 +94,7 @@ def test_healthz_ok_when_ollama_and_services_answer(
     assert (status, body) == (200, OK)
     assert_reveals_nothing(headers, body)
     # The access log (and so the monitoring exporter's route metrics) names the route.
-    assert last_logged(gateway)["route"] == "healthz"
+    assert last_route(gateway, "healthz") == "healthz"
 
 
 def test_healthz_unavailable_when_ollama_is_down(
@@ -100,7 +106,7 @@ def test_healthz_unavailable_when_ollama_is_down(
         status, headers, body = healthz(gateway)
         assert (status, body) == (503, UNAVAILABLE)
         assert_reveals_nothing(headers, body)
-        assert last_logged(gateway)["route"] == "healthz"
+        assert last_route(gateway, "healthz") == "healthz"
         # nginx itself is fine: liveness stays green.
         assert livez(gateway) == (200, OK)
     finally:
