@@ -1,6 +1,6 @@
 """Collection ``ai_local_core.node`` through ansible-playbook on this machine (controller side).
 
-* ``reject_unknown_vars`` stops the play on a misspelled variable wherever it is set (inventory
+* ``validate_vars`` stops the play on a misspelled variable wherever it is set (inventory
   group_vars and host_vars, extra vars, play vars, set_fact, role defaults), like
   ``query('ansible.builtin.varnames')`` sees them, and passes documented ones, in check mode.
   (A misspelled role parameter is already refused by the argument spec validation.)
@@ -106,7 +106,7 @@ PROBE = ("--check", "--tags", "argument-spec-probe")
 
 def assert_typo_stopped(res: subprocess.CompletedProcess[str], report: dict[str, Any]) -> None:
     assert res.returncode != 0, res.stdout[-3000:]
-    got = results(report)["Reject unknown firewall_ variables"]
+    got = results(report)["Check the firewall_ variables"]
     assert got["failed"] is True and got["changed"] is False, got
     assert got["msg"] == TYPO_MSG
     assert got["unknown_vars"] == [TYPO]
@@ -151,7 +151,7 @@ def test_documented_variables_pass_from_everywhere(tmp_path: Path) -> None:
         *["-i", "inventory/hosts.yml", *PROBE, "-e", '{"firewall_ssh_allowed_sources": []}'],
     )
     assert res.returncode == 0, res.stdout[-3000:]
-    got = results(report)["Reject unknown firewall_ variables"]
+    got = results(report)["Check the firewall_ variables"]
     assert got["changed"] is False and not got.get("failed"), got
     assert stats(report)["failures"] == 0
 
@@ -178,7 +178,7 @@ def test_published_facts_are_allowed_and_typos_of_them_are_not(tmp_path: Path) -
         tmp_path, nvidia_play.format(facts="{nvidia_driver_gpu_presnt: false}"), *PROBE
     )
     assert res.returncode != 0
-    got = results(report)["Reject unknown nvidia_driver_ variables"]
+    got = results(report)["Check the nvidia_driver_ variables"]
     assert got["msg"].startswith(
         "unknown variable(s) for role nvidia_driver: nvidia_driver_gpu_presnt (the documented"
     )
@@ -192,8 +192,7 @@ def make_role(roles: Path, defaults: dict[str, Any], task_args: str) -> None:
     spec = {"argument_specs": {"main": {"options": {"demo_port": {"type": "int"}}}}}
     (role / "meta/argument_specs.yml").write_text(yaml.safe_dump(spec))
     (role / "tasks/main.yml").write_text(
-        "- name: Reject unknown demo_ variables\n"
-        f"  ai_local_core.node.reject_unknown_vars:{task_args}\n"
+        f"- name: Reject unknown demo_ variables\n  ai_local_core.node.validate_vars:{task_args}\n"
     )
 
 
@@ -230,11 +229,11 @@ def test_outside_a_role_the_spec_file_is_an_option(tmp_path: Path) -> None:
           vars: {demo_port: 1}
           tasks:
             - name: Documented only
-              ai_local_core.node.reject_unknown_vars:
+              ai_local_core.node.validate_vars:
                 prefix: demo_
                 argument_specs: "{{ playbook_dir }}/spec.yml"
             - name: With a misspelled one
-              ai_local_core.node.reject_unknown_vars:
+              ai_local_core.node.validate_vars:
                 prefix: demo_
                 argument_specs: "{{ playbook_dir }}/spec.yml"
               vars: {demo_prot: 2}

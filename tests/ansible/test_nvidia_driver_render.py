@@ -354,7 +354,7 @@ PURE = {
     "ansible.builtin.debug",
     "ansible.builtin.import_tasks",
     # Controller-side action plugin: reads the role's argument spec, runs nothing on the host.
-    "ai_local_core.node.reject_unknown_vars",
+    "ai_local_core.node.validate_vars",
 }
 RENDER_WRITES = {"ansible.builtin.file", "ansible.builtin.template", "ansible.builtin.copy"}
 

@@ -1,6 +1,6 @@
 """The shared pieces of collection ``ai_local_core.node`` (collections/.../node/plugins): the
 filters ``is_container`` and ``systemd_verify_command``, and the pure parts of the action plugins
-``reject_unknown_vars`` and ``apt_packages`` (the latter with a stand-in for the host's modules).
+``validate_vars`` and ``apt_packages`` (the latter with a stand-in for the host's modules).
 Their runs through ansible-playbook are in tests/ansible/test_collection_plugins.py."""
 
 from __future__ import annotations
@@ -141,13 +141,26 @@ def test_escaped_and_template_instance_names_are_accepted(node: ModuleType) -> N
     assert argv[4] == "dev-disk-by\\x2dlabel-data.mount"
 
 
-# --- reject_unknown_vars ----------------------------------------------------------------------
+# --- validate_vars ----------------------------------------------------------------------
 def test_unknown_vars_keeps_the_prefixed_undocumented_names_sorted() -> None:
-    ruv = load("action/reject_unknown_vars.py")
+    ruv = load("action/validate_vars.py")
     names = ["gateway_tls", "gateway_zz_typo", "gateway_a_typo", "other_x", "gateway_gpus", "x"]
     got = ruv.unknown_vars(names, "gateway_", {"gateway_tls"}, {"gateway_gpus"})
     assert got == ["gateway_a_typo", "gateway_zz_typo"]
     assert ruv.unknown_vars(["gateway_tls"], "gateway_", {"gateway_tls"}, set()) == []
+
+
+def test_failing_checks_are_reported_in_order_and_ok_must_be_a_boolean() -> None:
+    ruv = load("action/validate_vars.py")
+    checks = [
+        {"ok": True, "msg": "fine"},
+        {"ok": False, "msg": "first problem."},
+        {"ok": "false", "msg": " second problem "},
+        {"ok": "True", "msg": "also fine"},
+    ]
+    assert ruv.failing_checks(checks) == ["first problem", "second problem"]
+    with pytest.raises(ruv.AnsibleActionFail, match=r"check 1 .* not a boolean"):
+        ruv.failing_checks([{"ok": "maybe", "msg": "x"}])
 
 
 # --- apt_packages -----------------------------------------------------------------------------
