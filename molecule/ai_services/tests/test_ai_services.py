@@ -184,7 +184,11 @@ def test_settings_file(host: Any) -> None:
 
 def test_secrets_file_reaches_the_service_only(host: Any) -> None:
     secrets = host.file(SECRETS)
-    assert (secrets.user, secrets.group, secrets.mode) == ("root", "ai-local-core", 0o640)
+    assert (secrets.user, secrets.group, secrets.mode) == ("root", "root", 0o600)
+    # Not for the CLI users, although they are in the group that reads the settings.
+    denied = host.run(f"runuser -u www-data -- cat {SECRETS}")
+    assert denied.rc != 0 and OLLAMA_PASSWORD not in denied.stdout, denied.stdout
+    assert "ai-local-core" in host.check_output("id -nG www-data").split()
     assert f'AI_LOCAL_CORE_OLLAMA__AUTH__PASSWORD="{OLLAMA_PASSWORD}"' in secrets.content_string
     environ = host.check_output(f"tr '\\0' '\\n' < /proc/{main_pid(host)}/environ")
     assert "AI_LOCAL_CORE_OLLAMA__AUTH__USERNAME=molecule-svc" in environ.splitlines()
