@@ -216,10 +216,11 @@ def test_tailscale_node_up(name: str) -> None:
     ip4 = next(ip for ip in st["Self"]["TailscaleIPs"] if "." in ip)
     assert ip4.startswith("100.")
     assert f"inet {ip4}/32" in host.check_output("ip -4 addr show dev tailscale0")
-    for path in ("/etc/tailscale/authkey", "/var/lib/tailscale/ai-local-core-up.sha256"):
-        f = host.file(path)
-        assert (f.user, f.group, f.mode) == ("root", "root", 0o600), path
-    assert host.file("/etc/tailscale/authkey").content_string.strip() == AUTH_KEY
+    recorded = host.file("/var/lib/tailscale/ai-local-core-up.sha256")
+    assert (recorded.user, recorded.group, recorded.mode) == ("root", "root", 0o600)
+    # The reusable auth key was on the disk only while tailscale up ran.
+    assert not host.file("/etc/tailscale/authkey").exists
+    assert host.run(f"grep -rl -- {AUTH_KEY} /etc /var/lib/tailscale").stdout == ""
     assert st["Self"]["HostName"] == ("tunnels-bw" if name == BOOKWORM else "tunnels-trixie")
     assert (st["Self"]["Tags"] or []) == ([] if name == BOOKWORM else ["tag:ai-node"])
 
