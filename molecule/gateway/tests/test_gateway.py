@@ -209,6 +209,32 @@ def test_healthz_is_rate_limited_like_anonymous_routes(host):
     assert limited["headers"]["retry-after"]
 
 
+def test_only_verified_identities_have_a_rate_limit_budget(host):
+    # A new made-up basic-auth name on every request: all of them spend one budget, the address's
+    # (metadata: 10r/s, burst 20), so 429s come; buckets keyed on the claimed name never run out.
+    made_up = probe(
+        host,
+        f"{GATEWAY}/api/tags",
+        *["--source", "127.0.0.4", "--user", "mallory{n}:whatever-password-1", "--repeat", "60"],
+    )
+    statuses = [r["status"] for r in made_up]
+    assert set(statuses) <= {401, 429} and 429 in statuses, statuses
+    # Wrong passwords for the real user drain the sender's address, not the user's budget. The
+    # inference class (30r/m, burst 5 here), since each wrong password costs a bcrypt check.
+    generate = ["-d", '{"model":"tiny","prompt":"hi","stream":false}']
+    wrong = probe(
+        host,
+        f"{GATEWAY}/api/generate",
+        *["--source", "127.0.0.5", "--user", f"{USER['name']}:wrong-password-1", *generate],
+        *["--repeat", "30"],
+    )
+    assert 429 in [r["status"] for r in wrong], [r["status"] for r in wrong]
+    right = probe(
+        host, f"{GATEWAY}/api/generate", "--source", "127.0.0.6", "--user", USER_PASS, *generate
+    )
+    assert right["status"] == 200, right
+
+
 @pytest.mark.parametrize(
     ("case", "args", "status"),
     [

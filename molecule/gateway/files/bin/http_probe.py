@@ -9,7 +9,7 @@ Usage: http_probe.py URL [-X METHOD] [-H 'Name: value' ...] [-d BODY | --body-si
                          [--user USER:PASSWORD] [--source ADDR] [--cafile PEM] [--insecure]
                          [--repeat N]
 With --repeat N it sends the request N times, one new connection each, as fast as it can, and
-prints a JSON list of the results.
+prints a JSON list of the results; "{n}" in --user becomes the request's number (0, 1, ...).
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=0)
     args = parser.parse_args()
     if args.repeat > 0:
-        print(json.dumps([once(args) for _ in range(args.repeat)]))
+        print(json.dumps([once(args, n) for n in range(args.repeat)]))
     else:
         print(json.dumps(once(args)))
     return 0
 
 
-def once(args: argparse.Namespace) -> dict[str, object]:
+def once(args: argparse.Namespace, n: int = 0) -> dict[str, object]:
 
     url = urlsplit(args.url)
     body: bytes | None = None
@@ -57,7 +57,8 @@ def once(args: argparse.Namespace) -> dict[str, object]:
         name, _, value = item.partition(":")
         headers[name.strip()] = value.strip()
     if args.user:
-        headers["Authorization"] = "Basic " + base64.b64encode(args.user.encode()).decode()
+        user = args.user.replace("{n}", str(n))
+        headers["Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
     source = (args.source, 0) if args.source else None
     port = url.port or (443 if url.scheme == "https" else 80)
     conn: http.client.HTTPConnection
