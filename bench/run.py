@@ -621,7 +621,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     cli = results.get("cli") or {}
     for tool, row in (cli.get("tools") or {}).items():
         lines.append(
-            f"cli {tool}: cold {row['cold_ms']:.0f} ms, warm {row['warm_lane_ms']:.0f} ms "
+            f"cli {tool}: cold {row['cold_ms']:.0f} ms, warm {row['warm_cli_ms']:.0f} ms "
             f"(x{row['cold_over_warm']:.1f})"
         )
     if "skipped" in cli:

@@ -6,10 +6,9 @@ run is importing torch/transformers and loading the model) and ``translate``
 every figure sees the same machine state:
 
 * cold CLI: ``python -m ai_local_core.cli.<tool>`` with no API server configured;
-* warm CLI (lane): the same fresh process with ``api.url`` set: the fast lane
-  POSTs to the server with the standard library only;
-* warm CLI (no lane): the same with ``AI_LOCAL_CORE_FAST_LANE=0``: the full path
-  (pydantic settings, the tool's imports) before the same POST;
+* warm CLI: the same fresh process with ``api.url`` set: the one path every call
+  takes (``load_settings()``, the request validated, then the POST through
+  :func:`ai_local_core.api.remote.call_api`; no backend imported);
 * warm HTTP: the bare POST to the server from this process (what a long-lived
   caller pays; the floor of any warm CLI).
 
@@ -143,7 +142,6 @@ def measure(cold_n: int, warm_n: int, torch_threads: int = 1) -> dict[str, Any]:
                     "api": {"url": server.url},
                 }
                 warm_cfg = write_config(work / "warm.yaml", broken)
-                no_lane = {**threads, "AI_LOCAL_CORE_FAST_LANE": "0"}
                 describe_body = {
                     "image_base64": base64.b64encode(image.read_bytes()).decode(),
                     "max_length": 20,
@@ -160,10 +158,8 @@ def measure(cold_n: int, warm_n: int, torch_threads: int = 1) -> dict[str, Any]:
                     # Untimed: warms the server's route, the OS caches and the .pyc files.
                     post(server, path, body)
                     run_cli(module, cli_args, warm_cfg, threads)
-                    run_cli(module, cli_args, warm_cfg, no_lane)
                     cold: list[float] = []
-                    lane: list[float] = []
-                    full: list[float] = []
+                    warm: list[float] = []
                     bare: list[float] = []
                     keys: set[frozenset[str]] = set()
                     for i in range(max(cold_n, warm_n)):
@@ -173,10 +169,7 @@ def measure(cold_n: int, warm_n: int, torch_threads: int = 1) -> dict[str, Any]:
                             keys.add(frozenset(out))
                         if i < warm_n:
                             ms, out = run_cli(module, cli_args, warm_cfg, threads)
-                            lane.append(ms)
-                            keys.add(frozenset(out))
-                            ms, out = run_cli(module, cli_args, warm_cfg, no_lane)
-                            full.append(ms)
+                            warm.append(ms)
                             keys.add(frozenset(out))
                             bare.append(post(server, path, body))
                             starts.append(python_start(threads))
@@ -184,12 +177,11 @@ def measure(cold_n: int, warm_n: int, torch_threads: int = 1) -> dict[str, Any]:
                         raise SystemExit(f"{name}: the paths gave different keys: {keys}")
                     rows[name] = {
                         "cold_ms": median(cold),
-                        "warm_lane_ms": median(lane),
-                        "warm_no_lane_ms": median(full),
+                        "warm_cli_ms": median(warm),
                         "warm_http_ms": median(bare),
-                        "cold_over_warm": median(cold) / median(lane),
+                        "cold_over_warm": median(cold) / median(warm),
                         "cold_samples_ms": cold,
-                        "warm_lane_samples_ms": lane,
+                        "warm_cli_samples_ms": warm,
                     }
     return {
         "cold_runs": cold_n,
@@ -218,21 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         f"interpreter start (python -c pass): {result['python_start_ms']:.1f} ms"
     )
     print(
-        f"{'tool':<10} {'cold CLI':>9} {'warm CLI':>9} {'warm CLI':>10} {'warm HTTP':>10} "
-        f"{'cold/warm CLI':>14} {'cold/warm HTTP':>15} {'lane gain':>10}"
+        f"{'tool':<10} {'cold CLI':>9} {'warm CLI':>9} {'warm HTTP':>10} "
+        f"{'cold/warm CLI':>14} {'cold/warm HTTP':>15}"
     )
-    print(f"{'':<10} {'':>9} {'(lane)':>9} {'(no lane)':>10}")
     for name, row in result["tools"].items():
-        cold_ms, lane_ms = row["cold_ms"], row["warm_lane_ms"]
-        full_ms, bare_ms = row["warm_no_lane_ms"], row["warm_http_ms"]
+        cold_ms, warm_ms, bare_ms = row["cold_ms"], row["warm_cli_ms"], row["warm_http_ms"]
         print(
-            f"{name:<10} {cold_ms:>9.1f} {lane_ms:>9.1f} {full_ms:>10.1f} {bare_ms:>10.1f} "
-            f"{cold_ms / lane_ms:>13.1f}x {cold_ms / bare_ms:>14.1f}x {full_ms / lane_ms:>9.1f}x"
+            f"{name:<10} {cold_ms:>9.1f} {warm_ms:>9.1f} {bare_ms:>10.1f} "
+            f"{cold_ms / warm_ms:>13.1f}x {cold_ms / bare_ms:>14.1f}x"
         )
-    print(
-        "cold/warm CLI: cold CLI over the warm CLI with the fast lane; "
-        "lane gain: warm CLI without the lane over with it"
-    )
     return 0
 
 

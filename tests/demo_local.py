@@ -76,7 +76,7 @@ def main() -> int:
             warm = dict(env, AI_LOCAL_CORE_API__URL=api.url)
             failures += (
                 show(
-                    "the same translation through the warm API server (fast lane)",
+                    "the same translation through the warm API server",
                     [
                         sys.executable,
                         str(SHIMS / "translation" / "translate.py"),

@@ -24,9 +24,10 @@ one field on :class:`Settings`; the loading code does not change.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -41,22 +42,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ai_local_core.config_paths import (
-    CONFIG_DIR,
-    DEFAULT_ENV,
-    ENV_CONFIG,
-    ENV_NAME,
-    ENV_PREFIX,
-    NESTED_DELIMITER,
-    as_mapping,
-    available_environments,
-    environment_file,
-    read_yaml,
-)
 from ai_local_core.errors import ConfigError
 from ai_local_core.image.settings import ImageSettings
-from ai_local_core.ollama.urls import normalize_ollama_url
-from ai_local_core.translation.settings import TranslationSettings
 
 __all__ = [
     "CONFIG_DIR",
@@ -64,22 +51,91 @@ __all__ = [
     "ENV_NAME",
     "ApiSettings",
     "AuthSettings",
+    "GoogleTranslationSettings",
     "ModelsSettings",
     "OllamaSettings",
+    "OllamaTranslationSettings",
     "RetrySettings",
     "Settings",
     "TaskDefaults",
     "TaskModels",
     "TimeoutSettings",
+    "TranslationSettings",
     "available_environments",
     "environment_file",
     "format_validation_error",
     "load_settings",
 ]
 
-# CONFIG_DIR, ENV_NAME, ENV_CONFIG, ENV_PREFIX, DEFAULT_ENV, available_environments()
-# and environment_file() live in ai_local_core.config_paths (no pydantic there), which
-# the CLIs' fast lane shares; they are re-exported here.
+#: Directory of the YAML files shipped with the package.
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+#: Selects ``config/<name>.yaml``.
+ENV_NAME = "AI_LOCAL_CORE_ENV"
+#: Path of a YAML file used instead of the packaged environment file.
+ENV_CONFIG = "AI_LOCAL_CORE_CONFIG"
+#: Prefix of the environment variables that override settings.
+ENV_PREFIX = "AI_LOCAL_CORE_"
+#: Separates nested keys in those variables (``AI_LOCAL_CORE_API__URL``).
+NESTED_DELIMITER = "__"
+DEFAULT_ENV = "development"
+_ENV_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def available_environments() -> list[str]:
+    """Names accepted by ``AI_LOCAL_CORE_ENV`` (the packaged YAML files)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.is_file() and p.stem != "models")
+
+
+def environment_file() -> Path:
+    """The YAML file for the current environment: ``AI_LOCAL_CORE_CONFIG`` when set,
+    else ``config/<AI_LOCAL_CORE_ENV>.yaml`` shipped in the package."""
+    override = os.environ.get(ENV_CONFIG, "").strip()
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{ENV_CONFIG} points to {override!r}, which is not a file")
+        return path
+    name = os.environ.get(ENV_NAME, "").strip().lower() or DEFAULT_ENV
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not _ENV_NAME_RE.match(name) or name == "models" or not path.is_file():
+        known = ", ".join(available_environments())
+        raise ConfigError(f"unknown {ENV_NAME} {name!r} (known: {known})")
+    return path
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping (``{}`` when empty); :class:`ConfigError` otherwise."""
+    import yaml  # here, not at the top: only this function needs it
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    try:
+        # libyaml's safe loader when PyYAML has it (the same documents, parsed ~10x faster:
+        # every CLI call reads this file), else the pure-Python one.
+        data: Any = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML{where}: {problem}"
+        ) from None
+    if data is None:
+        return {}
+    return dict(as_mapping(data, path))
+
+
+def as_mapping(value: Any, path: Path) -> Mapping[str, Any]:
+    """``value`` if it is a mapping (``{}`` for None); :class:`ConfigError` otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"config file {str(path)!r}: expected a mapping, got {type(value).__name__}"
+        )
+    return value
 
 
 class _Section(BaseModel):
@@ -172,6 +228,8 @@ class OllamaSettings(_Section):
     @field_validator("url")
     @classmethod
     def _normalize_url(cls, value: str) -> str:
+        from ai_local_core.ollama.urls import normalize_ollama_url
+
         return normalize_ollama_url(value)
 
     @model_validator(mode="after")
@@ -233,7 +291,7 @@ class ModelsSettings(_Section):
 class ApiSettings(_Section):
     """The warm API server (served by gunicorn) and where CLIs find it."""
 
-    #: Base URL of a running API server for the CLIs' fast path; null disables it.
+    #: Base URL of a running API server for the CLIs' warm path; null disables it.
     url: str | None = None
     bind: str = "127.0.0.1"
     port: int = Field(8088, ge=1, le=65535)
@@ -259,11 +317,36 @@ class ApiSettings(_Section):
     keepalive_after: float = Field(10.0, gt=0, le=3600)
     #: Seconds between two of those whitespace bytes.
     keepalive_interval: float = Field(5.0, gt=0, le=300)
-    # -- the CLIs' fast path
+    # -- the CLIs' warm path (ai_local_core.api.remote)
     #: Seconds to connect to the API server before running in-process instead.
     connect_timeout: float = Field(0.5, gt=0, le=60)
     #: Seconds to wait for the API server's answer once connected.
     client_timeout: float = Field(300.0, gt=0, le=3600)
+
+
+class GoogleTranslationSettings(_Section):
+    #: Longest wait for Google Translate, in seconds.
+    timeout_s: float = Field(15.0, gt=0, le=300)
+    #: Replaces ``https://translate.google.com/m`` (a mirror, or a stand-in in tests).
+    base_url: str | None = None
+
+
+class OllamaTranslationSettings(_Section):
+    #: Null means ``models.defaults.translation.model``; aliases apply.
+    model: str | None = None
+    #: Null means ``models.defaults.translation.temperature``.
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+class TranslationSettings(_Section):
+    """Translation: which backend and its limits."""
+
+    #: ``google`` sends text to Google; ``ollama`` keeps it on this node.
+    backend: Literal["google", "ollama"] = "google"
+    #: Longest text accepted, in characters (Google caps it at 5000 anyway).
+    max_chars: int = Field(5000, ge=1, le=100_000)
+    google: GoogleTranslationSettings = Field(default_factory=GoogleTranslationSettings)
+    ollama: OllamaTranslationSettings = Field(default_factory=OllamaTranslationSettings)
 
 
 class Settings(BaseSettings):

@@ -1,5 +1,7 @@
-"""The services API stops: the gateway answers JSON 502 on its routes, and the CLIs configured to
-use the API run the work in-process instead (same JSON contract, exit 0)."""
+"""The services API stops: the gateway answers JSON 502 on its routes; a CLI configured to use the
+API's own address (refused) runs the work in-process (same JSON contract, exit 0), and one pointed
+at the gateway, which took the request and answered with its own JSON (not the API's), does not
+run it again (``api_server_error``, exit 25: a request that was sent is never run twice)."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def test_api_stopped_gateway_502_and_cli_in_process(
 
     # A CLI pointed at the stopped API (the way the role configures them: the API's own address)
     # and one pointed at the gateway (which answers its own JSON, not the API's contract).
-    for api_url in (api.url, f"{gateway.url}/services"):
+    for api_url, in_process in ((api.url, True), (f"{gateway.url}/services", False)):
         standin.control("DELETE", "requests")
         env = standin.client_env(
             AI_LOCAL_CORE_API__URL=api_url,
@@ -62,6 +64,12 @@ def test_api_stopped_gateway_502_and_cli_in_process(
             check=False,
         )
         run = parse_cli(proc.returncode, proc.stdout, proc.stderr)
+        if not in_process:  # the gateway was sent the request: its answer (401, no key) is final
+            assert run.returncode == 25, run
+            assert run.output["error"]["type"] == "api_server_error"
+            assert "without its JSON object" in run.output["error"]["message"]
+            assert standin.requests() == [], "the CLI ran the work in-process after sending it"
+            continue
         assert run.returncode == 0, run
         assert run.output["success"] is True
         assert run.output["backend"] == "ollama"

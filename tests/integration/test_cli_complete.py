@@ -8,6 +8,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
+from contextlib import AbstractContextManager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from ai_local_core.cli import complete as complete_cli
 
 from tests.conftest import StandInFactory
 from tests.fixtures.ollama import REPO_ROOT, OllamaStandIn
+from tests.loopback_http import LoopbackServer, loopback_server
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +123,12 @@ def test_ollama_failures_map_to_documented_exit_codes(
     code, out = run_main([json.dumps(request_)], capsys)
     assert (code, out["success"], out["error"]["type"]) == (exit_code, False, error_type)
     assert out["error"]["message"]
+    if fault is not None and fault["kind"] == "stall":
+        # The stand-in finishes (and logs) the stalled request after the CLI gave up: wait for
+        # it, so that the next test starts with a quiet stand-in and an empty request log.
+        deadline = time.monotonic() + 10
+        while not standin_env.requests("/api/chat") and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def test_connection_refused(
@@ -156,6 +166,49 @@ def test_auth_token_from_a_file_accepted_and_rejected(
     code, out = run_main(['{"user": "hi"}'], capsys)
     assert (code, out["error"]["type"]) == (13, "auth_error")
     assert "wrong-token" not in json.dumps(out)
+
+
+def _api_that_hangs_up(bodies: list[Any]) -> AbstractContextManager[LoopbackServer]:
+    """An API server stand-in that reads the whole request, then closes the connection
+    without an answer (a worker killed while it works)."""
+
+    def handle(handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        bodies.append(json.loads(handler.rfile.read(length)))
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
+
+    return loopback_server({"/v1/complete": handle})
+
+
+def test_a_server_that_took_the_request_and_hung_up_is_final(
+    standin_env: OllamaStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Exit 25, and Ollama (the in-process path's only way to do the work) never asked."""
+    bodies: list[Any] = []
+    with _api_that_hangs_up(bodies) as api:
+        monkeypatch.setenv("AI_LOCAL_CORE_API__URL", api.url(""))
+        code, out = run_main(['{"user": "Hello"}'], capsys)
+    assert (code, out["error"]["type"]) == (25, "api_server_error")
+    assert "not run again here" in out["error"]["message"]
+    assert bodies == [{"user": "Hello"}]
+    assert standin_env.requests("/api/chat") == []
+
+
+def test_an_unreachable_server_runs_the_completion_here(
+    standin_env: OllamaStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("AI_LOCAL_CORE_API__URL", f"http://127.0.0.1:{port}")
+    code, out = run_main(['{"user": "Hello"}'], capsys)
+    assert (code, out["content"]) == (0, "Stand-in reply from llama3.1:8b: Hello")
+    assert len(standin_env.requests("/api/chat")) == 1
 
 
 def test_console_script_subprocess(ollama_standin: OllamaStandIn) -> None:

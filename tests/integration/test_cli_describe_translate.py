@@ -10,9 +10,11 @@ server. The JSON keys must be the same either way.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -286,14 +288,14 @@ def test_describe_bad_arguments(
     assert needle in out["error"]["message"]
 
 
-# --------------------------------------------------------------------------- fast lane
+# --------------------------------------------------------------------------- never twice
 
 
-def test_fast_lane_and_full_path_print_the_same(
+def test_warm_answers_successes_and_errors(
     tmp_path: Path, server: ApiServer, ollama_standin: OllamaStandIn, web: LoopbackServer
 ) -> None:
-    """The stdlib-only fast lane and the full path (pydantic settings, then the same POST)
-    give the same object and exit code for a success and for server-reported errors."""
+    """Through the server (the configuration here could not do the work), successes and the
+    server's errors keep their objects and exit codes."""
     image = tmp_path / "photo.png"
     image.write_bytes(png_bytes(12, 10))
     warm = _broken_config(ollama_standin, server.url)
@@ -304,12 +306,32 @@ def test_fast_lane_and_full_path_print_the_same(
         ("ai_local_core.cli.describe", [web.url("/page.html")]),
         ("ai_local_core.cli.describe", [web.url("/missing.png")]),
     ]
-    results: dict[str, list[tuple[int, dict[str, Any]]]] = {"1": [], "0": []}
-    for lane, found in results.items():
-        for module, args in calls:
-            code, out, _ = run_cli(tmp_path, module, args, warm, {"AI_LOCAL_CORE_FAST_LANE": lane})
-            out.pop("duration_ms", None)
-            found.append((code, out))
-    assert results["1"] == results["0"]
-    assert [code for code, _ in results["1"]] == [0, 2, 0, 2, 22]
-    assert results["1"][2][1]["image"] == {"format": "PNG", "width": 12, "height": 10}
+    results = [run_cli(tmp_path, module, args, warm)[:2] for module, args in calls]
+    assert [code for code, _ in results] == [0, 2, 0, 2, 22]
+    assert results[2][1]["image"] == {"format": "PNG", "width": 12, "height": 10}
+    assert results[2][1]["tokens"] == 5
+
+
+def test_describe_is_not_run_again_after_the_server_hung_up(
+    tmp_path: Path, tiny_blip_path: Path, ollama_standin: OllamaStandIn
+) -> None:
+    """The server read the request and died: exit 25, and BLIP is not loaded here to do
+    the same work again (this configuration would describe the image in-process)."""
+    image = tmp_path / "photo.png"
+    image.write_bytes(png_bytes(12, 10))
+    received: list[int] = []
+
+    def hang_up(handler: BaseHTTPRequestHandler) -> None:
+        received.append(len(handler.rfile.read(int(handler.headers["Content-Length"]))))
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
+
+    config = _config(ollama_standin, str(tiny_blip_path), {"backend": "ollama"})
+    with loopback_server({"/v1/describe": hang_up}) as api:
+        config["api"] = {"url": api.url("")}
+        code, out, _ = run_cli(tmp_path, "ai_local_core.cli.describe", [str(image), "5"], config)
+    assert (code, out["error"]["type"]) == (25, "api_server_error")
+    assert len(received) == 1 and received[0] > 0
+    config["api"] = {"url": f"http://127.0.0.1:{free_port()}"}  # unreachable: runs here
+    code, out, _ = run_cli(tmp_path, "ai_local_core.cli.describe", [str(image), "5"], config)
+    assert (code, out["backend"], out["tokens"]) == (0, "blip", 5)

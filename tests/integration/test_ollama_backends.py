@@ -8,13 +8,17 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from ai_local_core.backend_errors import BackendUnavailable
-from ai_local_core.errors import InvalidInput
-from ai_local_core.image.errors import DescribeFailed
+from ai_local_core.errors import (
+    BackendUnavailable,
+    DescribeFailed,
+    InvalidInput,
+    TextTooLong,
+    TranslationFailed,
+    UnsupportedLanguage,
+)
 from ai_local_core.image.loader import ImageLimits, decode_image
 from ai_local_core.image.ollama import OllamaVisionBackend
 from ai_local_core.ollama import ModelNotFound, OllamaClient, OllamaError, RetryPolicy, ServerBusy
-from ai_local_core.translation.errors import TextTooLong, TranslationFailed, UnsupportedLanguage
 from ai_local_core.translation.ollama import OllamaTranslationBackend
 
 from tests.fixtures.ollama import OllamaStandIn

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from ai_local_core.api import create_app
 from ai_local_core.api.services import Services, WarmState
-from ai_local_core.backend_errors import BackendUnavailable
 from ai_local_core.config import load_settings
+from ai_local_core.errors import BackendUnavailable
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,4 +1,5 @@
-"""The CLIs' warm fast path client: when to use the server's answer, when to run in-process."""
+"""The CLIs' warm path client: the server's answer (or failure) once it was sent the request;
+None (run in-process) only when the request never reached it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 from ai_local_core.api.remote import RemoteError, call_api, exit_code_for
-from ai_local_core.backend_errors import ApiServerError
 from ai_local_core.config import Settings, load_settings
+from ai_local_core.errors import ApiServerError
 
 from tests.api_harness import free_port
 from tests.loopback_http import Handler, LoopbackServer, loopback_server, slow, static
@@ -90,9 +91,29 @@ def test_server_errors_are_raised_with_their_type(
     assert (caught.value.exit_code, caught.value.http_status) == (exit_code, status)
 
 
-@pytest.mark.parametrize("prefix", ["/proxy", "/old", "/odd"])
-def test_answers_outside_the_contract_fall_back(api: LoopbackServer, prefix: str) -> None:
-    assert call_api(_settings(api.url(prefix)), "/v1/translate", {}) is None
+@pytest.mark.parametrize(
+    ("prefix", "status"), [("/proxy", 502), ("/odd", 200)], ids=["proxy", "odd"]
+)
+def test_answers_outside_the_contract_are_final_errors(
+    api: LoopbackServer, prefix: str, status: int
+) -> None:
+    with pytest.raises(ApiServerError) as caught:
+        call_api(_settings(api.url(prefix)), "/v1/translate", {})
+    assert f"answered HTTP {status} without its JSON object" in caught.value.message
+    assert caught.value.exit_code == 25
+
+
+def test_a_server_without_the_route_is_final(api: LoopbackServer) -> None:
+    # The request reached a server: its not_found is the answer (exit 25), not a reason to
+    # run the work here as well.
+    with pytest.raises(RemoteError) as caught:
+        call_api(_settings(api.url("/old")), "/v1/translate", {})
+    assert (caught.value.error_type, caught.value.exit_code) == ("not_found", 25)
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:1", "http://", "http://[::1"])
+def test_a_url_that_is_not_http_sends_nothing_and_falls_back(url: str) -> None:
+    assert call_api(_settings(url), "/v1/translate", {}) is None
 
 
 def test_nothing_listening_falls_back() -> None:

@@ -1,4 +1,5 @@
-"""One exit-code table: the exception classes, the fast lane, the API server's answers and the
+"""One table of error types: the classes of ``ai_local_core/errors.py`` (each with its
+``exit_code`` and ``http_status``), the CLIs' warm path, the API server's answers and the
 docs all agree with it."""
 
 from __future__ import annotations
@@ -9,9 +10,16 @@ import re
 from pathlib import Path
 
 import ai_local_core
-import pytest
-from ai_local_core.errors import AiLocalCoreError
-from ai_local_core.exit_codes import EXIT_CODES, EXIT_INTERNAL, exit_code_for
+from ai_local_core import errors
+from ai_local_core.errors import (
+    EXIT_CODES,
+    EXIT_INTERNAL,
+    HTTP_LEVEL_EXIT_CODES,
+    AiLocalCoreError,
+    RemoteError,
+    error_classes,
+    exit_code_for,
+)
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "cli-contract.md"
 #: Modules that need the optional extras or a web framework; none defines an error class.
@@ -33,35 +41,58 @@ def _import_the_package() -> None:
         importlib.import_module(info.name)
 
 
-def test_every_error_class_takes_its_exit_code_from_the_table() -> None:
+def test_every_error_class_is_in_the_errors_module_and_the_table() -> None:
     _import_the_package()
     classes = [
         cls for cls in _all_subclasses(AiLocalCoreError) if cls.__module__.startswith("ai_local_")
     ]
     assert len(classes) >= 24  # the whole hierarchy was found
     for cls in classes:
+        # One file holds every error type; elsewhere only private subclasses (a marker
+        # for a retry rule) are allowed, and they keep their parent's attributes.
+        assert cls.__module__ == errors.__name__ or cls.__name__.startswith("_"), (
+            f"{cls.__module__}.{cls.__qualname__}: define error classes in ai_local_core/errors.py"
+        )
         assert cls.error_type in EXIT_CODES, f"{cls.__qualname__}: add {cls.error_type!r}"
         assert cls.exit_code == EXIT_CODES[cls.error_type], cls.__qualname__
+    assert set(error_classes()) == {
+        cls for cls in classes if cls.__module__ == errors.__name__ and cls is not RemoteError
+    }
     # Every entry but the runner's own "interrupted" is a type the API server answers.
     assert set(EXIT_CODES) - _api_error_types() == {"interrupted"}
 
 
-def _documented() -> dict[str, int]:
-    documented: dict[str, int] = {}
+def test_each_class_states_its_contract_in_its_own_body() -> None:
+    by_type: dict[str, tuple[int, int]] = {}
+    for cls in error_classes():
+        assert {"error_type", "exit_code", "http_status"} <= set(vars(cls)), cls.__qualname__
+        assert cls.error_type.islower() and " " not in cls.error_type, cls.__qualname__
+        assert cls.error_type not in HTTP_LEVEL_EXIT_CODES, cls.__qualname__
+        contract = (cls.exit_code, cls.http_status)
+        # Two classes may share a type (a subclass that only narrows where it is caught),
+        # never with different codes.
+        assert by_type.setdefault(cls.error_type, contract) == contract, cls.__qualname__
+
+
+def _documented_rows() -> list[tuple[int, list[str], str]]:
+    """(exit code, error types, API status cell) of every row of the docs' tables."""
+    rows = []
     for line in CONTRACT.read_text(encoding="utf-8").splitlines():
-        row = re.match(r"^\|\s*(\d+)\s*\|([^|]*)\|", line)
+        row = re.match(r"^\|\s*(\d+)\s*\|([^|]*)\|.*\|([^|]*)\|\s*$", line)
         if row is None:
             continue
-        for name in re.findall(r"`([a-z_]+)`", row.group(2)):
-            documented[name] = int(row.group(1))
-    return documented
+        rows.append((int(row.group(1)), re.findall(r"`([a-z_]+)`", row.group(2)), row.group(3)))
+    return rows
+
+
+def _documented() -> dict[str, int]:
+    return {name: code for code, names, _ in _documented_rows() for name in names}
 
 
 def _api_error_types() -> set[str]:
     """Every ``error.type`` the API server answers, found by making it answer: each error
     class raised in a route, each HTTP error werkzeug knows, and an unexpected exception."""
     from ai_local_core.api import create_app
-    from ai_local_core.api.remote import RemoteError
     from ai_local_core.config import load_settings
     from flask import abort
     from werkzeug.exceptions import default_exceptions
@@ -114,19 +145,11 @@ def test_every_error_type_the_api_answers_has_an_exit_code_and_a_row_in_the_docs
     assert "http_error" in types  # e.g. 418, 451: statuses without a name of their own
     documented = _documented()
     for error_type in sorted(types):
-        assert error_type in EXIT_CODES, f"add {error_type!r} to ai_local_core/exit_codes.py"
+        assert error_type in EXIT_CODES, f"add {error_type!r} to ai_local_core/errors.py"
         assert error_type in documented, f"add {error_type!r} to docs/cli-contract.md"
         assert exit_code_for(error_type) != EXIT_INTERNAL or error_type == "internal_error", (
             f"{error_type!r} would exit 1, the code of a bug"
         )
-
-
-def test_a_class_cannot_contradict_the_table() -> None:
-    with pytest.raises(TypeError, match=r"contradicts ai_local_core\.exit_codes"):
-
-        class Wrong(AiLocalCoreError):
-            error_type = "invalid_input"
-            exit_code = 9
 
 
 def test_unknown_types_are_internal_errors() -> None:
@@ -136,3 +159,17 @@ def test_unknown_types_are_internal_errors() -> None:
 
 def test_the_documented_tables_match() -> None:
     assert _documented() == dict(EXIT_CODES)
+
+
+def test_the_documented_api_statuses_match() -> None:
+    """The last number of a row's "API status" cell is the class's ``http_status``
+    (``image_fetch_failed``: "400 when the image host answered 4xx, else 502")."""
+    statuses: dict[str, int] = {}
+    for _, names, cell in _documented_rows():
+        numbers = re.findall(r"\d+", cell)
+        for name in names:
+            if numbers:
+                statuses[name] = int(numbers[-1])
+    for cls in error_classes():
+        assert statuses.get(cls.error_type) == cls.http_status, cls.__qualname__
+    assert statuses["internal_error"] == 500

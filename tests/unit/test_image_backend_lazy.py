@@ -9,8 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from ai_local_core.backend_errors import BackendUnavailable
-from ai_local_core.errors import InvalidInput
+from ai_local_core.errors import BackendUnavailable, InvalidInput
 from ai_local_core.image.blip import BlipBackend, resolve_device
 from ai_local_core.image.loader import ImageLimits, LoadedImage
 

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ai_local_core.errors import AiLocalCoreError, InvalidInput
-from ai_local_core.image.errors import (
+from ai_local_core.errors import (
+    AiLocalCoreError,
     ImageFetchFailed,
     ImageTooLarge,
     InvalidImageSource,
+    InvalidInput,
     NotAnImage,
 )
 from ai_local_core.image.loader import ImageLimits, decode_image, load_image, resolve_checked
@@ -446,7 +447,7 @@ def test_pillow_decompression_bomb_limit_applies_over_a_larger_pixel_cap() -> No
 
 
 def test_outside_the_allowed_dirs_and_missing_give_the_same_error(tmp_path: Path) -> None:
-    from ai_local_core.exit_codes import exit_code_for
+    from ai_local_core.errors import exit_code_for
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()

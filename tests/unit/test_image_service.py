@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 from ai_local_core.cli._common import validate_input
-from ai_local_core.errors import InvalidInput
-from ai_local_core.image.errors import ImageTooLarge
+from ai_local_core.errors import ImageTooLarge, InvalidInput
 from ai_local_core.image.loader import ImageLimits, is_url
 from ai_local_core.image.service import DescribeRequest, decode_base64_image
 

@@ -1,5 +1,5 @@
 """Numbers written as text: ``ai-describe``'s ``MAX_LENGTH``, the JSON inputs' numeric strings
-(:mod:`ai_local_core.inputs`) and the fast lane's config values.
+(:mod:`ai_local_core.inputs`) and numeric config values.
 
 ``str.isdigit()`` and the regex ``\\d`` accept more than ``int()`` parses ("²" is a digit to
 ``isdigit`` and nothing to ``int``) or more than pydantic and PHP do ("٣", an Arabic-Indic
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from ai_local_core.api import create_app
 from ai_local_core.cli import describe as describe_cli
-from ai_local_core.cli import fast_lane
 from ai_local_core.config import load_settings
 from ai_local_core.errors import ConfigError, InvalidInput
 from ai_local_core.inputs import to_number, to_whole_number
@@ -127,17 +126,14 @@ def test_api_max_length(max_length: str, needle: str) -> None:
 
 
 @pytest.mark.parametrize("value", ["٣", "²", HUGER])
-def test_fast_lane_steps_aside_for_numbers_pydantic_refuses(
+def test_config_numbers_in_other_scripts_are_config_errors(
     value: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AI_LOCAL_CORE_IMAGE__LIMITS__MAX_BYTES", value)
-    monkeypatch.setenv("AI_LOCAL_CORE_API__CONNECT_TIMEOUT", value)
-    with pytest.raises(fast_lane.Unresolved):
-        fast_lane.read_int(fast_lane.RawConfig(), fast_lane.IMAGE_MAX_BYTES)
-    with pytest.raises(fast_lane.Unresolved):
-        fast_lane.read_seconds(fast_lane.RawConfig(), fast_lane.API_CONNECT_TIMEOUT)
-    with pytest.raises(ConfigError):  # the full path refuses them too
-        load_settings()
+    for name in ("AI_LOCAL_CORE_IMAGE__LIMITS__MAX_BYTES", "AI_LOCAL_CORE_API__CONNECT_TIMEOUT"):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError, match=name.lower().split("__", 1)[1].replace("__", ".")):
+            load_settings()
+        monkeypatch.delenv(name)
 
 
 def test_invalid_input_is_exit_2() -> None:

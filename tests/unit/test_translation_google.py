@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from ai_local_core.api import create_app
-from ai_local_core.backend_errors import ServiceBusy
 from ai_local_core.config import load_settings
-from ai_local_core.errors import InvalidInput
-from ai_local_core.translation.errors import (
+from ai_local_core.errors import (
+    InvalidInput,
+    ServiceBusy,
     TextTooLong,
     TranslationFailed,
     TranslationRateLimited,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ai_local_core.errors import InvalidInput
-from ai_local_core.translation.errors import UnsupportedLanguage
+from ai_local_core.errors import InvalidInput, UnsupportedLanguage
 from ai_local_core.translation.languages import LANGUAGES, language_name, normalize_language
 
 

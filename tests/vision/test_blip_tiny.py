@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ai_local_core.backend_errors import BackendUnavailable
-from ai_local_core.errors import InvalidInput
+from ai_local_core.errors import BackendUnavailable, InvalidInput
 from ai_local_core.image import blip as blip_module
 from ai_local_core.image.blip import BlipBackend
 from ai_local_core.image.loader import ImageLimits, decode_image

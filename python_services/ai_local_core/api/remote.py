@@ -1,23 +1,30 @@
-"""The CLIs' warm path: hand a request to a running API server.
+"""The CLIs' warm path: hand a request to a running API server, at most once.
 
-When ``api.url`` is configured, ``ai-describe`` and ``ai-translate`` POST their
-input to the server, which already holds the model, instead of importing torch
-and loading weights in a fresh process. If nothing listens there (connection
-refused, connect timeout) or the answer is not the server's JSON (a proxy's
-error page, a server without that route), the CLI runs in-process as if no
-server were configured. Once the server has answered with its JSON, that answer
-is final: a success is printed as is, an error is raised again here with the
-same type and message, so the CLI prints the same object and exits with the
-same code as an in-process run. A server that stays silent once connected
-(longer than ``api.client_timeout``, or than the request's own ``timeout`` plus
-:data:`SERVER_MARGIN` when that is longer) is ``api_server_error``. A slow
-answer may start with whitespace bytes (the server's keep-alive) and carry its
-error in the body under status 200: the whole body is read and parsed.
+When ``api.url`` is configured, ``ai-complete``, ``ai-describe`` and
+``ai-translate`` POST their input to the server, which already holds the model,
+instead of importing torch and loading weights in a fresh process.
 
-Standard library only (``http.client``), so the CLIs' fast lane
-(:mod:`ai_local_core.cli.fast_lane`) can use it before, and instead of,
-importing pydantic, httpx or the backends; :func:`call_api` is the same call for
-code that already holds :class:`~ai_local_core.config.Settings`.
+The rule: the CLI runs the work in-process only when the request never reached
+the server. If nothing accepts the connection (refused, no such host, no route,
+a connect timeout after ``api.connect_timeout``, a failed TLS handshake) or
+``api.url`` is not an http(s) URL, nothing was sent and :func:`post_json`
+returns None: the CLI runs in-process as if no server were configured. Once the
+connection is open and the request is on its way, whatever happens next is
+final, because the server may already be doing the work (a BLIP generation, a
+completion) and running it again here would do it twice:
+
+* the server's JSON answer: a success is returned as it is, an error is raised
+  again here with the same type and message (:class:`RemoteError`), so the CLI
+  prints the same object and exits with the same code as an in-process run;
+* a hang-up (the worker killed, the connection reset or closed without an
+  answer), an answer that is not the server's JSON (a proxy's error page), or
+  silence longer than :func:`silence_limit`: ``api_server_error`` (exit 25).
+
+A slow answer may start with whitespace bytes (the server's keep-alive) and
+carry its error in the body under status 200: the whole body is read and parsed.
+
+Standard library only (``http.client``), and the configuration comes from
+:class:`~ai_local_core.config.Settings` like everywhere else (:func:`call_api`).
 """
 
 from __future__ import annotations
@@ -28,9 +35,7 @@ import logging
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from ai_local_core.backend_errors import ApiServerError
-from ai_local_core.errors import AiLocalCoreError
-from ai_local_core.exit_codes import exit_code_for
+from ai_local_core.errors import ApiServerError, RemoteError, exit_code_for
 
 if TYPE_CHECKING:
     from ai_local_core.config import Settings
@@ -48,8 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Answers that mean "this server cannot do it", not "your request failed".
-_FALL_BACK_TYPES = frozenset({"not_found", "method_not_allowed"})
 #: A larger answer is not the server's (its answers are a few hundred bytes).
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 #: Seconds the server may need on top of a request's own ``timeout`` (connect, queue, retries).
@@ -62,7 +65,8 @@ class ApiTarget(NamedTuple):
     url: str
     #: Seconds to connect before running in-process instead (``api.connect_timeout``).
     connect_timeout: float
-    #: Seconds of silence allowed once connected (``api.client_timeout``).
+    #: Seconds of silence allowed once connected (``api.client_timeout``; see
+    #: :func:`silence_limit` for the request's own ``timeout``).
     client_timeout: float
 
 
@@ -81,25 +85,10 @@ def silence_limit(target: ApiTarget, payload: dict[str, Any]) -> float:
     return max(target.client_timeout, float(value) + SERVER_MARGIN)
 
 
-class RemoteError(AiLocalCoreError):
-    """An error reported by the API server, re-raised with its type and message.
-
-    ``error_type`` and ``exit_code`` are set per instance from the server's
-    answer (the class default, ``internal_error``, applies when it names none).
-    """
-
-    error_type = "internal_error"
-
-    def __init__(self, error_type: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(message, status=status)
-        self.error_type = error_type
-        self.exit_code = exit_code_for(error_type)
-        if status is not None:
-            self.http_status = status
-
-
 def call_api(settings: Settings, path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-    """POST ``payload`` to the API server; its success object, or None to run in-process."""
+    """POST ``payload`` to the API server (``settings.api``); its success object, or None
+    when ``api.url`` is unset or the server could not be reached: then, and only then, the
+    caller runs the work in-process. See :func:`post_json` for what is raised."""
     api = settings.api
     if not api.url:
         return None
@@ -110,9 +99,10 @@ def post_json(target: ApiTarget, path: str, payload: dict[str, Any]) -> dict[str
     """POST ``payload`` to ``target.url + path``.
 
     Returns the server's success object (``{"success": true, ...}``), or None when
-    the server cannot be used and the CLI should run in-process; raises
-    :class:`RemoteError` for an error the server reported and
-    :class:`~ai_local_core.backend_errors.ApiServerError` when it stops answering.
+    the request could not be sent (see the module docstring): only then may the
+    caller run the work in-process. Raises :class:`RemoteError` for an error the
+    server reported and :class:`~ai_local_core.errors.ApiServerError`
+    when the server failed after it was sent the request.
     """
     base = target.url
     try:
@@ -137,6 +127,7 @@ def post_json(target: ApiTarget, path: str, payload: dict[str, Any]) -> dict[str
         except OSError as exc:  # refused, no route, name not found, connect timeout, TLS
             logger.info("API server at %s not reachable (%s); running in-process", base, exc)
             return None
+        # From here on the server may be doing the work: every failure is final.
         wait = silence_limit(target, payload)
         if conn.sock is not None:
             conn.sock.settimeout(wait)
@@ -158,14 +149,27 @@ def post_json(target: ApiTarget, path: str, payload: dict[str, Any]) -> dict[str
                 f"the API server at {base} did not answer within {wait:g} s"
             ) from None
         except (OSError, http.client.HTTPException) as exc:
-            logger.warning("API server at %s failed (%s); running in-process", base, exc)
-            return None
+            raise ApiServerError(
+                f"the API server at {base} failed after it was sent the request "
+                f"({_failure(exc)}); not run again here"
+            ) from None
     finally:
         conn.close()
-    return _interpret(base, path, response.status, raw)
+    return _interpret(base, response.status, raw)
 
 
-def _interpret(base: str, path: str, status: int, raw: bytes) -> dict[str, Any] | None:
+def _failure(exc: BaseException) -> str:
+    """``RemoteDisconnected``, ``ConnectionResetError: [Errno 104] ...``: never payload bytes."""
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the connection closed without an answer"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the connection closed in the middle of the answer"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
+
+
+def _interpret(base: str, status: int, raw: bytes) -> dict[str, Any]:
     body: Any = None
     if len(raw) <= MAX_ANSWER_BYTES:
         try:
@@ -173,20 +177,15 @@ def _interpret(base: str, path: str, status: int, raw: bytes) -> dict[str, Any] 
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             body = None
     if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
-        logger.warning(
-            "API server at %s answered HTTP %s without the JSON contract; running in-process",
-            base,
-            status,
+        raise ApiServerError(
+            f"the API server at {base} answered HTTP {status} without its JSON object "
+            "(not the API server, or a proxy's error page); not run again here"
         )
-        return None
     if body["success"]:
         return body
     raw_error = body.get("error")
     error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
     error_type = str(error.get("type") or "internal_error")
-    if error_type in _FALL_BACK_TYPES:
-        logger.warning("API server at %s has no %s; running in-process", base, path)
-        return None
     message = str(error.get("message") or "the API server reported an error")
     # After keep-alive bytes the status is 200 whatever the body says: the body decides.
     raise RemoteError(error_type, message, status=status if status >= 400 else None)

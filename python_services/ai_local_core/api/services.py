@@ -15,9 +15,8 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from ai_local_core.backend_errors import ServiceBusy
 from ai_local_core.config import Settings
-from ai_local_core.errors import AiLocalCoreError
+from ai_local_core.errors import AiLocalCoreError, ServiceBusy
 from ai_local_core.image.base import ImageBackend
 from ai_local_core.image.loader import ImageLimits
 from ai_local_core.image.service import create_image_backend

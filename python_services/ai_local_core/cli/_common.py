@@ -16,11 +16,13 @@ JSON object, an argv parser::
     def main(argv: Sequence[str] | None = None) -> int:
         return run_cli(my_handler, argv=argv, prog="ai-mytool")
 
-A tool whose work the API server can do also passes ``warm=WarmRoute(...)``:
-then the fast lane (:mod:`ai_local_core.cli.fast_lane`) tries the server
-first, with the standard library only. This module imports pydantic and the
-configuration only when the handler has to run here, so it stays cheap to
-import.
+The handler gets the settings from :func:`~ai_local_core.config.load_settings` (the
+one configuration loader). A tool whose work the API server can do hands it there
+with :func:`~ai_local_core.api.remote.call_api` when ``api.url`` is set, and runs
+it in-process only when that returns None (the request never reached the server).
+This module and the handlers' modules import the configuration, the request models
+and above all the backends (httpx clients, Pillow, torch) only when they need them,
+so a call that the warm server answers stays cheap.
 """
 
 from __future__ import annotations
@@ -32,13 +34,11 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ai_local_core.errors import AiLocalCoreError, InvalidInput
-from ai_local_core.exit_codes import EXIT_INTERNAL, EXIT_INTERRUPTED
+from ai_local_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AiLocalCoreError, InvalidInput
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from ai_local_core.cli.fast_lane import WarmRoute
     from ai_local_core.config import Settings
 
 __all__ = [
@@ -178,23 +178,14 @@ def run_cli(
     argv: Sequence[str] | None = None,
     parse_args: Callable[[Sequence[str]], Any] | None = None,
     prog: str = "ai-local-core",
-    warm: WarmRoute | None = None,
 ) -> int:
-    """Run one CLI invocation; return the exit status (the caller passes it to sys.exit).
-
-    With ``warm``, the API server is tried first through the fast lane; the
-    handler runs only when it cannot be used (see :mod:`ai_local_core.cli.fast_lane`).
-    """
+    """Run one CLI invocation; return the exit status (the caller passes it to sys.exit)."""
     args = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
     try:
-        return _run(handler, args, parse_args, prog, warm)
+        return _run(handler, args, parse_args, prog)
     finally:
         reset_logging()
-
-
-def _log_level(configured: str) -> str:
-    return os.environ.get("AI_LOCAL_CORE_LOG_LEVEL") or configured
 
 
 def _run(
@@ -202,22 +193,11 @@ def _run(
     args: list[str],
     parse_args: Callable[[Sequence[str]], Any] | None,
     prog: str,
-    warm: WarmRoute | None,
 ) -> int:
     log = logging.getLogger(f"ai_local_core.cli.{prog}")
     try:
         payload = (parse_args or parse_json_argument)(args)
-        answer: dict[str, Any] | None = None
-        in_process = False
-        if warm is not None:
-            from ai_local_core.cli import fast_lane
-
-            outcome = fast_lane.attempt(
-                warm, payload, on_log_level=lambda level: setup_logging(_log_level(level))
-            )
-            answer, in_process = outcome.answer, outcome.in_process
-        if answer is None:
-            answer = _run_here(handler, payload, in_process=in_process)
+        answer = _run_handler(handler, payload)
     except AiLocalCoreError as exc:
         log.info("%s failed: %s: %s", prog, exc.error_type, exc.message)
         if _debug_enabled():
@@ -243,16 +223,12 @@ def _run(
     return emit_result(answer)
 
 
-def _run_here(handler: Handler, payload: Any, *, in_process: bool) -> dict[str, Any]:
-    """Load the settings and run the handler in this process."""
+def _run_handler(handler: Handler, payload: Any) -> dict[str, Any]:
+    """Load the settings, set the log level, run the handler."""
     from ai_local_core.config import load_settings
 
     settings = load_settings()
-    setup_logging(_log_level(settings.log_level))
-    if in_process and settings.api.url:
-        # The fast lane found the server unusable: run as if api.url were unset.
-        api = settings.api.model_copy(update={"url": None})
-        settings = settings.model_copy(update={"api": api})
+    setup_logging(os.environ.get("AI_LOCAL_CORE_LOG_LEVEL") or settings.log_level)
     return dict(handler(payload, settings))
 
 

@@ -13,8 +13,8 @@ for compatibility: Ollama is always streamed and the output is one object), ``op
 (Ollama's generation options: ``top_k``, ``num_ctx``, ``seed``...). Numbers may be
 numeric strings; unknown top-level keys are ignored and named in ``warnings``. When
 ``api.url`` points at a running API server, the request goes to its ``/v1/complete``
-(the warm path, through the fast lane: :mod:`ai_local_core.cli.fast_lane`); when it
-does not answer, the completion runs in-process. Output and exit codes: ``docs/cli-contract.md``.
+(the warm path: :mod:`ai_local_core.api.remote`); only when the server cannot be
+reached does the completion run in-process. Output and exit codes: ``docs/cli-contract.md``.
 """
 
 from __future__ import annotations
@@ -22,20 +22,18 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ai_local_core.cli._common import run_cli, validate_input
-from ai_local_core.cli.fast_lane import WarmRoute
-from ai_local_core.config import Settings
 from ai_local_core.inputs import Flag, Number, RequestModel, WholeNumber, with_warnings
-from ai_local_core.ollama import ChatMessage, OllamaClient
 
-__all__ = ["WARM_ROUTE", "CompleteRequest", "InputMessage", "complete", "complete_command", "main"]
+if TYPE_CHECKING:
+    from ai_local_core.config import Settings
+    from ai_local_core.ollama import ChatMessage
 
-#: The payload goes to the server as it is; the server validates it like the handler.
-WARM_ROUTE = WarmRoute("/v1/complete")
+__all__ = ["CompleteRequest", "InputMessage", "complete", "complete_command", "main"]
 
 MAX_STOP_SEQUENCES = 16
 
@@ -144,6 +142,8 @@ def _options_error(exc: ValidationError) -> str:
 
 
 def _messages(request: CompleteRequest, default_system: str | None) -> list[ChatMessage]:
+    from ai_local_core.ollama import ChatMessage
+
     if request.messages is not None:
         return [ChatMessage(role=m.role, content=m.content) for m in request.messages]
     messages = []
@@ -156,6 +156,8 @@ def _messages(request: CompleteRequest, default_system: str | None) -> list[Chat
 
 def complete(payload: Any, settings: Settings) -> dict[str, Any]:
     """The ``ai-complete`` handler: validate, ask Ollama, shape the answer."""
+    from ai_local_core.ollama import OllamaClient
+
     request = validate_input(CompleteRequest, payload)
     defaults = settings.models.for_task("completion")
     model = settings.models.resolve(request.model, task="completion")
@@ -202,7 +204,8 @@ def complete(payload: Any, settings: Settings) -> dict[str, Any]:
 
 
 def complete_command(payload: Any, settings: Settings) -> dict[str, Any]:
-    """The ``ai-complete`` CLI handler: warm API server if configured and up, else in-process.
+    """The ``ai-complete`` CLI handler: the warm API server if configured and reachable, else
+    in-process (never both: see :mod:`ai_local_core.api.remote`).
 
     The API server itself calls :func:`complete` (never this function), so a server whose
     own configuration names ``api.url`` does not call itself.
@@ -220,7 +223,7 @@ def complete_command(payload: Any, settings: Settings) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``ai-complete``; returns the exit status."""
-    return run_cli(complete_command, argv=argv, prog="ai-complete", warm=WARM_ROUTE)
+    return run_cli(complete_command, argv=argv, prog="ai-complete")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,8 @@ Usage::
 Arguments: the text, the target language as an ISO code (``pl``, ``en``,
 ``de``...) and, optionally, the source language (default ``auto``). The backend
 (``google`` or ``ollama``) comes from ``translation.backend``. When ``api.url``
-points at a running API server, the request goes there, through the fast lane
-(:mod:`ai_local_core.cli.fast_lane`: the standard library only). Output and
-exit codes: ``docs/cli-contract.md``.
+points at a running API server, the request goes there and no backend is set up
+here. Output and exit codes: ``docs/cli-contract.md``.
 """
 
 from __future__ import annotations
@@ -20,16 +19,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ai_local_core.cli._common import run_cli, validate_input
-from ai_local_core.cli.fast_lane import WarmRoute
 from ai_local_core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from ai_local_core.config import Settings
 
-__all__ = ["WARM_ROUTE", "main", "parse_args", "translate_command"]
-
-#: The payload goes to the server as it is; the server validates it like the handler.
-WARM_ROUTE = WarmRoute("/v1/translate")
+__all__ = ["main", "parse_args", "translate_command"]
 
 USAGE = "usage: translate.py TEXT TARGET_LANGUAGE [SOURCE_LANGUAGE]"
 
@@ -48,27 +43,25 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
 
 
 def translate_command(payload: Any, settings: Settings) -> dict[str, Any]:
-    """The ``ai-translate`` handler: warm API server if configured and up, else in-process."""
-    from ai_local_core.api.remote import call_api
-    from ai_local_core.translation.service import (
-        TranslateRequest,
-        create_translation_backend,
-        translate,
-    )
+    """The ``ai-translate`` handler: the warm API server if configured and reachable, else
+    in-process (never both: see :mod:`ai_local_core.api.remote`)."""
+    from ai_local_core.translation.service import TranslateRequest
 
     request = validate_input(TranslateRequest, payload)
     if settings.api.url:
+        from ai_local_core.api.remote import call_api
+
         answer = call_api(settings, "/v1/translate", request.model_dump())
         if answer is not None:
             return answer
+    from ai_local_core.translation.service import create_translation_backend, translate
+
     return translate(request, create_translation_backend(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``ai-translate``; returns the exit status."""
-    return run_cli(
-        translate_command, argv=argv, parse_args=parse_args, prog="ai-translate", warm=WARM_ROUTE
-    )
+    return run_cli(translate_command, argv=argv, parse_args=parse_args, prog="ai-translate")
 
 
 if __name__ == "__main__":

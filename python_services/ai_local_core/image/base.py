@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import abc
-from typing import ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ai_local_core.image.loader import LoadedImage
+if TYPE_CHECKING:
+    from ai_local_core.image.loader import LoadedImage
 
 DEFAULT_MAX_LENGTH: Final = 50
 MAX_LENGTH_LIMIT: Final = 512

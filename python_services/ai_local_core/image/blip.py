@@ -22,15 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from ai_local_core.backend_errors import BackendUnavailable
-from ai_local_core.errors import InvalidInput
+from ai_local_core.errors import BackendUnavailable, DescribeFailed, InvalidInput
 from ai_local_core.image.base import (
     DEFAULT_MAX_LENGTH,
     MAX_LENGTH_LIMIT,
     Description,
     ImageBackend,
 )
-from ai_local_core.image.errors import DescribeFailed
 from ai_local_core.image.loader import LoadedImage
 from ai_local_core.image.settings import DEFAULT_BLIP_MODEL
 

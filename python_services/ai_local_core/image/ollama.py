@@ -4,7 +4,7 @@ The image goes base64-encoded in ``images`` of ``POST /api/generate`` with a
 configurable prompt; ``max_length`` becomes ``num_predict``. Formats other than
 JPEG and PNG are re-encoded to PNG first (not every vision model's projector
 decodes GIF, WebP, BMP or TIFF). Ollama errors surface as the client's
-:class:`~ai_local_core.ollama.exceptions.OllamaError` subclasses.
+:class:`~ai_local_core.errors.OllamaError` subclasses.
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ai_local_core.backend_errors import BackendUnavailable
-from ai_local_core.errors import InvalidInput
+from ai_local_core.errors import BackendUnavailable, DescribeFailed, InvalidInput
 from ai_local_core.image.base import (
     DEFAULT_MAX_LENGTH,
     MAX_LENGTH_LIMIT,
     Description,
     ImageBackend,
 )
-from ai_local_core.image.errors import DescribeFailed
 from ai_local_core.image.loader import LoadedImage
 from ai_local_core.image.settings import DEFAULT_VISION_PROMPT
 

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
-from ai_local_core.errors import InvalidInput
+from ai_local_core.errors import ImageTooLarge, InvalidInput
 from ai_local_core.image.base import MAX_LENGTH_LIMIT, ImageBackend
-from ai_local_core.image.errors import ImageTooLarge
-from ai_local_core.image.loader import ImageLimits, LoadedImage, decode_image, load_image
+from ai_local_core.image.limits import ImageLimits
 from ai_local_core.inputs import RequestModel, WholeNumber, with_warnings
 
 if TYPE_CHECKING:
     from ai_local_core.config import Settings
+    from ai_local_core.image.loader import LoadedImage
     from ai_local_core.ollama.client import OllamaClient
 
 __all__ = [
@@ -92,6 +92,8 @@ def create_image_backend(settings: Settings, *, client: OllamaClient | None = No
 
 def load_request_image(request: DescribeRequest, limits: ImageLimits) -> LoadedImage:
     """The request's image, fetched or read and decoded within ``limits``."""
+    from ai_local_core.image.loader import decode_image, load_image
+
     if request.image_base64 is not None:
         return decode_image(decode_base64_image(request.image_base64, limits), limits)
     return load_image(request.image or "", limits)

@@ -7,7 +7,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ai_local_core.image.base import DEFAULT_MAX_LENGTH, MAX_LENGTH_LIMIT
-from ai_local_core.image.loader import ImageLimits
+from ai_local_core.image.limits import ImageLimits
 
 DEFAULT_BLIP_MODEL: Final = "Salesforce/blip-image-captioning-base"
 DEFAULT_VISION_PROMPT: Final = (

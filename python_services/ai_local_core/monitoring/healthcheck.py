@@ -45,8 +45,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
 
-from ai_local_core.backend_errors import BackendFailed
-from ai_local_core.errors import AiLocalCoreError
+from ai_local_core.errors import AiLocalCoreError, BackendFailed, WebhookDeliveryFailed
 from ai_local_core.monitoring import energy
 from ai_local_core.monitoring.gpu import GpuSnapshot, read_gpus
 from ai_local_core.monitoring.settings import (
@@ -80,10 +79,6 @@ logger = logging.getLogger("ai_local_core.monitoring.healthcheck")
 
 _GIB = 1024**3
 SOURCE = "ai-local-core-healthcheck"
-
-
-class WebhookDeliveryFailed(BackendFailed):
-    """The alert could not be posted (the URL itself is never part of the message)."""
 
 
 class CheckResult(BaseModel):

@@ -1,28 +1,50 @@
-"""A typed, retrying client for Ollama's HTTP API.
+"""A typed, retrying client for Ollama's HTTP API: a thin layer over ``ollama.Client``.
 
-Why httpx and not the official ``ollama`` package: the official client is itself a
-thin layer over httpx, but it has no timeout by default, no retries, silently drops
-``user:pass@`` from the host URL (our gateway needs basic auth or a bearer token),
-and reports everything as a generic ``ResponseError``/``ConnectionError``. Talking
-to httpx directly gives us finite connect/read/write timeouts, basic and bearer
-auth, one exception hierarchy (:mod:`ai_local_core.ollama.exceptions`) with the
-upstream status, NDJSON streaming that survives lines split across chunks, and
-retries through tenacity (exponential backoff with jitter, bounded by attempts and
-total time) on connection errors and 429/502/503/504 only. A stream is retried
-only while opening it: once a chunk has been handed to the caller it is never
-repeated. Generations (``generate``, ``chat``) always ask Ollama to stream, also
-when the caller wants one result (the chunks are folded): the read timeout then
-counts the silence between two chunks, not the whole answer. The official
-package stays a test dependency, used to prove that the Ollama stand-in speaks
-the real protocol.
+The official package builds the requests, parses the NDJSON streams (lines split
+across chunks included) and validates the answers. This layer adds only what it
+lacks: finite connect/read/write timeouts (a per-call ``timeout`` sets the read
+timeout), credentials from the URL (``user:pass@`` becomes basic auth; the official
+client drops it) or the configuration (a bearer token or its file), the project's
+errors (:mod:`ai_local_core.errors`, with the upstream status and
+``Retry-After``), the project's result models, retries, and a stream that ends
+without its final message reported as an error.
+
+Retries (exponential backoff with jitter, bounded by attempts and total time; a
+server's ``Retry-After`` wins, capped) happen only before Ollama starts answering,
+and only where the request cannot have reached Ollama's handler twice:
+
+* any request: a refused or failed connect, a connect timeout, HTTP 429 and 503;
+* ``GET`` (version, tags, ps) also: any other transport error before the answer
+  (a reset, a read timeout) and a gateway's 502/504;
+* anything else that may have reached Ollama's handler (a reset after the body was
+  sent, a read timeout, 502, 504) is never repeated for a ``POST`` or ``DELETE``: a
+  generation is not run twice, a repeated delete does not turn success into "model
+  not found".
+
+Once Ollama has answered with a success status nothing is retried, so a chunk of a
+stream is never handed out twice. Generations (``generate``, ``chat``) always ask
+Ollama to stream, also when the caller wants one result (the chunks are folded): the
+read timeout then counts the silence between two chunks, not the whole answer.
+
+What the official client raises (``ollama`` 0.6): a failed connect as the builtin
+``ConnectionError`` (the ``httpx.ConnectError`` is its ``__context__``) or, in a
+stream, as ``httpx.ConnectError``; other transport errors as the ``httpx`` exception;
+an ``{"error": ...}`` stream line as ``ollama.ResponseError``. HTTP error statuses
+never reach it: a response hook on its httpx client raises the project's error with
+the status, body and ``Retry-After`` first.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import itertools
+import json
 import logging
 import os
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -39,13 +61,16 @@ from tenacity import (
 )
 
 from ai_local_core import __version__
-from ai_local_core.errors import ConfigError, InvalidInput
-from ai_local_core.ollama.exceptions import (
+from ai_local_core.errors import (
+    AuthError,
+    ConfigError,
     ConnectionFailed,
+    InvalidInput,
     InvalidResponse,
+    ModelNotFound,
     OllamaError,
+    ServerBusy,
     Timeout,
-    error_from_response,
 )
 from ai_local_core.ollama.models import (
     ChatMessage,
@@ -57,7 +82,6 @@ from ai_local_core.ollama.models import (
     RunningModel,
     ShowResponse,
 )
-from ai_local_core.ollama.streaming import iter_ndjson
 from ai_local_core.ollama.urls import normalize_ollama_url
 
 if TYPE_CHECKING:
@@ -71,8 +95,88 @@ logger = logging.getLogger("ai_local_core.ollama")
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=30.0, pool=5.0)
 
 _T = TypeVar("_T", bound=BaseModel)
-_G = TypeVar("_G", GenerateResponse, ChatResponse)
-_JSON = dict[str, Any]
+_R = TypeVar("_R")
+
+#: Methods a request may be repeated with after it may have reached Ollama's handler.
+_IDEMPOTENT = frozenset({"GET", "HEAD"})
+
+#: Upstream statuses after which any request may be repeated: it was refused before
+#: Ollama's handler ran it. A gateway's 502/504 may come after it did (the client repeats
+#: only a GET then).
+RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 503})
+
+_MAX_BODY_IN_MESSAGE = 300
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > _MAX_BODY_IN_MESSAGE:
+        return text[:_MAX_BODY_IN_MESSAGE] + "..."
+    return text
+
+
+def error_from_message(message: str, *, status: int | None = None) -> OllamaError:
+    """Map an ``{"error": message}`` (body or mid-stream line) to the right class."""
+    lowered = message.lower()
+    if status == 404 or ("not found" in lowered and "model" in lowered):
+        return ModelNotFound(message, status=status)
+    if "server busy" in lowered or "maximum pending requests" in lowered:
+        return ServerBusy(message, status=status, retryable=status in RETRYABLE_STATUSES)
+    return OllamaError(message, status=status)
+
+
+def error_from_response(status: int, body: bytes | str, *, what: str = "request") -> OllamaError:
+    """Map an HTTP error response (status >= 400) to the right :class:`OllamaError`."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    message: str | None = None
+    try:
+        parsed: Any = json.loads(text) if text.strip() else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        if isinstance(err, str):
+            message = err
+        elif isinstance(err, dict) and isinstance(err.get("message"), str):
+            message = err["message"]  # OpenAI-style error object from a gateway
+
+    retryable = status in RETRYABLE_STATUSES
+    if status in (401, 403):
+        if message is None and not text.strip() and status == 403:
+            detail = (
+                "403 Forbidden with an empty body: Ollama's Host/Origin check refused the "
+                "request (behind a proxy or tunnel, rewrite the Host header to "
+                "localhost:11434)"
+            )
+        else:
+            detail = f"{status} {'Unauthorized' if status == 401 else 'Forbidden'}"
+            if message or text.strip():
+                detail += f": {_short(message or text)}"
+        return AuthError(f"{what} rejected: {detail}", status=status)
+    if status == 429:
+        return ServerBusy(
+            f"{what} rate-limited (429): {_short(message or text)}", status=status, retryable=True
+        )
+    if status == 503:
+        return ServerBusy(
+            message or f"server busy (503): {_short(text)}", status=status, retryable=True
+        )
+    if status == 504:
+        return Timeout(f"gateway timeout (504): {_short(message or text)}", status=status)
+    if status == 502:
+        return ConnectionFailed(f"bad gateway (502): {_short(message or text)}", status=status)
+    if status == 404:
+        if message is not None:
+            return ModelNotFound(message, status=status)
+        return OllamaError(
+            f"{what}: endpoint not found (404: {_short(text)}); is the URL pointing at Ollama?",
+            status=status,
+        )
+    if message is not None:
+        return error_from_message(message, status=status)
+    return OllamaError(
+        f"{what} failed with HTTP {status}: {_short(text)}", status=status, retryable=retryable
+    )
 
 
 @dataclass(frozen=True)
@@ -115,10 +219,6 @@ class _BackoffWait:
         return float(self._exp(retry_state))
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, OllamaError) and exc.retryable
-
-
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after", "").strip()
     try:
@@ -128,91 +228,133 @@ def _retry_after(response: httpx.Response) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-class _BearerAuth(httpx.Auth):
-    def __init__(self, token: str) -> None:
-        self._header = f"Bearer {token}"
+@dataclass
+class _Attempt:
+    """One try of one call, seen by the httpx hooks (through :data:`_ATTEMPT`)."""
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._header
-        yield request
+    method: str
+    what: str
+    timeout: httpx.Timeout
+    sent: bool = False  # the request left for the transport
+    answered: bool = False  # a success status came back: never retried after this
+
+
+_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("ai_local_core_ollama_attempt", default=None)
+
+
+def _images(images: Sequence[str] | None) -> list[bytes] | None:
+    """Base64 images as bytes: the official client would read a string naming a file."""
+    if not images:
+        return None
+    try:
+        return [base64.b64decode(image, validate=True) for image in images]
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidInput("images must be base64-encoded") from None
+
+
+def _format(format: str | Mapping[str, Any] | None) -> Any:
+    """``format`` as given: "json" or a JSON schema (the official type lists only those)."""
+    return dict(format) if isinstance(format, Mapping) else format
+
+
+def _as_error(
+    exc: BaseException, what: str, where: str, received: int | None = None
+) -> OllamaError:
+    """What the official client raised as the project's error (``received``: mid-stream)."""
+    import ollama  # already imported by the client
+
+    if isinstance(exc, OllamaError):
+        return exc
+    if isinstance(exc, ollama.ResponseError):  # an {"error": ...} line of a stream
+        return error_from_message(
+            str(exc.error), status=exc.status_code if exc.status_code > 0 else None
+        )
+    if isinstance(exc, ConnectionError) and isinstance(exc.__context__, httpx.ConnectError):
+        exc = exc.__context__  # the official client's wrapping of a failed connect
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ConnectionFailed(
+            f"{what}: cannot connect to Ollama at {where}: connect timeout", retryable=True
+        )
+    if isinstance(exc, (httpx.ConnectError, ConnectionError)):
+        reason = str(exc) or name
+        return ConnectionFailed(
+            f"{what}: cannot connect to Ollama at {where}: {reason}", retryable=True
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        after = "" if received is None else f" after {received} messages"
+        return Timeout(f"{what}: no data from Ollama at {where} within the timeout{after} ({name})")
+    lost = "failed" if received is None else f"lost mid-stream after {received} messages"
+    if isinstance(exc, httpx.TransportError):
+        return ConnectionFailed(f"{what}: connection to Ollama at {where} {lost}: {name}: {exc}")
+    if isinstance(exc, ValidationError):
+        return InvalidResponse(
+            f"{what}: unexpected response ({exc.error_count()} invalid field(s))"
+        )
+    return InvalidResponse(f"{what}: not Ollama's protocol: {name}: {exc}")
 
 
 class ResponseStream(Generic[_T]):
     """Typed items of an open NDJSON response; closes it when exhausted or closed.
 
     Raises :class:`ConnectionFailed` if the connection breaks mid-stream,
-    :class:`InvalidResponse` if the stream ends before its final item, and the
-    mapped :class:`OllamaError` for an ``{"error": ...}`` line.
+    :class:`Timeout` after the read timeout's silence, :class:`InvalidResponse` if the
+    stream ends before its final item, and the mapped :class:`OllamaError` for an
+    ``{"error": ...}`` line.
     """
 
     def __init__(
         self,
-        response: httpx.Response,
+        first: Any,
+        rest: Iterator[Any],
         item_type: type[_T],
         *,
         what: str,
+        where: str,
         is_final: Callable[[_T], bool],
     ) -> None:
-        self._response = response
+        self._items: Iterator[Any] = itertools.chain((first,), rest)
+        self._rest = rest
         self._item_type = item_type
         self._what = what
+        self._where = where
         self._is_final = is_final
-        self._objects = iter_ndjson(self._chunks())
         self._finished = False
-        self._closed = False
         #: Items handed to the caller so far.
         self.received = 0
-
-    def _chunks(self) -> Iterator[bytes]:
-        try:
-            yield from self._response.iter_bytes()
-        except httpx.TimeoutException as exc:
-            raise Timeout(
-                f"{self._what}: no data from Ollama within the read timeout "
-                f"after {self.received} messages ({type(exc).__name__})"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ConnectionFailed(
-                f"{self._what}: connection lost mid-stream after {self.received} messages "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
 
     def __iter__(self) -> ResponseStream[_T]:
         return self
 
     def __next__(self) -> _T:
-        if self._closed:
-            raise StopIteration
         try:
-            obj = next(self._objects)
+            raw = next(self._items)
+            item = self._item_type.model_validate(raw.model_dump(exclude_none=True))
         except StopIteration:
+            finished = self._finished
             self.close()
-            if not self._finished:
+            if not finished:
                 raise InvalidResponse(
                     f"{self._what}: stream ended after {self.received} messages "
                     "without its final message"
                 ) from None
             raise
-        except BaseException:
+        except Exception as exc:
             self.close()
-            raise
-        try:
-            item = self._item_type.model_validate(obj)
-        except ValidationError as exc:
-            self.close()
-            raise InvalidResponse(
-                f"{self._what}: unexpected stream message: {exc.error_count()} invalid field(s)"
-            ) from None
+            error = _as_error(exc, self._what, self._where, self.received)
+            if error is exc:
+                raise
+            raise error from exc
         self.received += 1
-        if self._is_final(item):
-            self._finished = True
+        self._finished = self._finished or self._is_final(item)
         return item
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._objects.close()
-            self._response.close()
+        """Close the response; iterating further ends at once."""
+        self._items, self._finished = iter(()), True
+        close = getattr(self._rest, "close", None)  # the official stream is a generator
+        if close is not None:
+            close()
 
     def __enter__(self) -> ResponseStream[_T]:
         return self
@@ -227,6 +369,10 @@ def _done(item: GenerateResponse | ChatResponse) -> bool:
 
 def _pull_done(item: PullProgress) -> bool:
     return item.status == "success"
+
+
+class _Version(BaseModel):
+    version: str
 
 
 class OllamaClient:
@@ -253,6 +399,8 @@ class OllamaClient:
         keep_alive: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import ollama  # here, not at the top: ~50 ms that importing this package skips
+
         raw_url = base_url if base_url is not None else os.environ.get("OLLAMA_HOST", "")
         try:
             url = normalize_ollama_url(raw_url)
@@ -266,11 +414,19 @@ class OllamaClient:
             url = urlunsplit(split._replace(netloc=split.netloc.rsplit("@", 1)[1]))
         if basic_auth is not None and token is not None:
             raise ConfigError("use basic auth or a bearer token, not both")
+        all_headers = {"User-Agent": f"ai-local-core/{__version__}"}
+        all_headers.update(headers or {})
         auth: httpx.Auth | None = None
         if basic_auth is not None:
             auth = httpx.BasicAuth(*basic_auth)
         elif token is not None:
-            auth = _BearerAuth(token)
+            all_headers["Authorization"] = f"Bearer {token}"
+        # The official client adds OLLAMA_API_KEY (meant for ollama.com) when given no
+        # Authorization: our credentials come from the URL or the configuration only.
+        self._no_credentials = auth is None and not any(
+            k.lower() == "authorization" for k in all_headers
+        )
+        self._user_agent = next(v for k, v in all_headers.items() if k.lower() == "user-agent")
 
         if timeout is None:
             timeout = DEFAULT_TIMEOUT
@@ -287,17 +443,16 @@ class OllamaClient:
         self.keep_alive = keep_alive
         #: How the client waits between attempts (replaceable in tests).
         self.sleep: Callable[[float], None] = time.sleep
-        all_headers = {"User-Agent": f"ai-local-core/{__version__}", "Accept": "application/json"}
-        all_headers.update(headers or {})
-        self._http = httpx.Client(
-            base_url=url,
-            auth=auth,
+        self._ollama = ollama.Client(
+            host=url,
             timeout=timeout,
             headers=all_headers,
+            auth=auth,
             verify=verify,
             trust_env=trust_env,
             transport=transport,
             follow_redirects=False,
+            event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
 
     @classmethod
@@ -333,7 +488,7 @@ class OllamaClient:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        self._http.close()
+        self._ollama.close()  # type: ignore[no-untyped-call]  # untyped in ollama 0.6
 
     def __enter__(self) -> OllamaClient:
         return self
@@ -343,6 +498,33 @@ class OllamaClient:
 
     def __repr__(self) -> str:
         return f"OllamaClient({self.base_url!r})"
+
+    # ------------------------------------------------------------------ httpx hooks
+
+    def _on_request(self, request: httpx.Request) -> None:
+        request.headers["User-Agent"] = self._user_agent
+        if self._no_credentials:
+            request.headers.pop("Authorization", None)
+        attempt = _ATTEMPT.get()
+        if attempt is not None:
+            request.extensions["timeout"] = attempt.timeout.as_dict()
+            attempt.sent = True
+
+    def _on_response(self, response: httpx.Response) -> None:
+        attempt = _ATTEMPT.get()
+        if response.is_success:
+            if attempt is not None:
+                attempt.answered = True
+            return
+        try:
+            body = response.read()
+        except httpx.HTTPError:
+            body = b""
+        error = error_from_response(
+            response.status_code, body, what=attempt.what if attempt else "request"
+        )
+        error.retry_after = _retry_after(response)
+        raise error
 
     # ------------------------------------------------------------------ plumbing
 
@@ -358,41 +540,53 @@ class OllamaClient:
             pool=self.timeout.pool,
         )
 
-    def _map_transport_error(self, exc: httpx.HTTPError, what: str) -> OllamaError:
-        where = self.base_url
-        if isinstance(exc, httpx.ConnectTimeout):
-            return ConnectionFailed(
-                f"{what}: cannot connect to Ollama at {where}: connect timeout", retryable=True
-            )
-        if isinstance(exc, httpx.TimeoutException):
-            return Timeout(
-                f"{what}: Ollama at {where} did not answer in time ({type(exc).__name__})"
-            )
-        if isinstance(exc, httpx.ConnectError):
-            reason = str(exc) or type(exc).__name__
-            return ConnectionFailed(
-                f"{what}: cannot connect to Ollama at {where}: {reason}", retryable=True
-            )
-        if isinstance(exc, httpx.TransportError):
-            return ConnectionFailed(
-                f"{what}: connection to Ollama at {where} failed: {type(exc).__name__}: {exc}",
-                retryable=True,
-            )
-        return InvalidResponse(f"{what}: {type(exc).__name__}: {exc}")
+    @staticmethod
+    def _may_repeat(error: OllamaError, attempt: _Attempt) -> bool:
+        """The retry rule of the module docstring."""
+        if attempt.answered:
+            return False
+        if error.retryable:  # never reached Ollama's handler: connect failed, 429, 503
+            return True
+        if attempt.method not in _IDEMPOTENT:
+            return False
+        return error.status in (502, 504) or (
+            error.status is None and isinstance(error, (ConnectionFailed, Timeout))
+        )
 
-    def _check(self, response: httpx.Response, what: str) -> None:
-        if response.status_code < 400:
-            return
-        try:
-            body = response.read()
-        except httpx.HTTPError:
-            body = b""
-        error = error_from_response(response.status_code, body, what=what)
-        error.retry_after = _retry_after(response)
-        raise error
+    def _call(
+        self,
+        method: str,
+        what: str,
+        fn: Callable[[], _R],
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> _R:
+        """Run ``fn`` (one call of the official client) with the retry rule."""
+        request_timeout = self._timeout_for(timeout)
+        policy = retry or self.retry
 
-    def _with_retries(self, fn: Callable[[], httpx.Response], what: str) -> httpx.Response:
-        policy = self.retry
+        def attempt() -> _R:
+            state = _Attempt(method=method, what=what, timeout=request_timeout)
+            token = _ATTEMPT.set(state)
+            started = time.monotonic()
+            try:
+                result = fn()
+            except InvalidInput:
+                raise
+            except Exception as exc:
+                if not state.sent and isinstance(exc, (ValueError, TypeError)):
+                    # the official client refused to build the request
+                    raise InvalidInput(f"{what}: invalid request: {exc}") from None
+                error = _as_error(exc, what, self.base_url)
+                error.retryable = self._may_repeat(error, state)
+                if error is exc:
+                    raise
+                raise error from exc
+            finally:
+                _ATTEMPT.reset(token)
+            logger.debug("%s %s in %.1f ms", method, what, (time.monotonic() - started) * 1000)
+            return result
 
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
@@ -409,85 +603,46 @@ class OllamaClient:
         retrying = Retrying(
             stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.max_total),
             wait=_BackoffWait(policy),
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(lambda e: isinstance(e, OllamaError) and e.retryable),
             before_sleep=log_retry,
             sleep=self.sleep,
             reraise=True,
         )
         try:
-            return retrying(fn)
+            return retrying(attempt)
         except OllamaError as exc:
             exc.note_attempts(int(retrying.statistics.get("attempt_number", 1)))
             raise
 
-    def _send(
+    def _stream(
         self,
-        method: str,
-        path: str,
-        *,
-        json: _JSON | None = None,
-        timeout: float | None = None,
         what: str,
-    ) -> httpx.Response:
-        request_timeout = self._timeout_for(timeout)
+        open_stream: Callable[[], Iterator[Any]],
+        item_type: type[_T],
+        is_final: Callable[[_T], bool],
+        timeout: float | None,
+    ) -> ResponseStream[_T]:
+        """Open a stream of the official client: retried until its first item arrived."""
 
-        def attempt() -> httpx.Response:
-            started = time.monotonic()
+        def first() -> tuple[Any, Iterator[Any]]:
+            rest = open_stream()
             try:
-                response = self._http.request(method, path, json=json, timeout=request_timeout)
-            except httpx.HTTPError as exc:
-                raise self._map_transport_error(exc, what) from exc
-            logger.debug(
-                "%s %s -> %d in %.1f ms",
-                method,
-                path,
-                response.status_code,
-                (time.monotonic() - started) * 1000,
-            )
-            self._check(response, what)
-            return response
+                return next(rest), rest
+            except StopIteration:
+                raise InvalidResponse(
+                    f"{what}: stream ended after 0 messages without its final message"
+                ) from None
 
-        return self._with_retries(attempt, what)
+        head, rest = self._call("POST", what, first, timeout=timeout)
+        return ResponseStream(
+            head, rest, item_type, what=what, where=self.base_url, is_final=is_final
+        )
 
-    def _open_stream(
-        self, path: str, body: _JSON, *, timeout: float | None, what: str
-    ) -> httpx.Response:
-        request_timeout = self._timeout_for(timeout)
-
-        def attempt() -> httpx.Response:
-            request = self._http.build_request("POST", path, json=body, timeout=request_timeout)
-            try:
-                response = self._http.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                raise self._map_transport_error(exc, what) from exc
-            try:
-                self._check(response, what)
-            except BaseException:
-                response.close()
-                raise
-            return response
-
-        return self._with_retries(attempt, what)
-
-    def _generation(
-        self, path: str, body: _JSON, item_type: type[_G], timeout: float | None, what: str
-    ) -> ResponseStream[_G]:
-        """The one way generations reach Ollama: streamed (``body["stream"]`` is true).
-
-        The read timeout then bounds the silence between two chunks (a cold model load, the
-        prompt evaluation, one token), never the whole answer; callers that want one result
-        fold the chunks (``from_stream``), which is what ``stream: false`` would have sent.
-        """
-        response = self._open_stream(path, body, timeout=timeout, what=what)
-        return ResponseStream(response, item_type, what=what, is_final=_done)
-
-    def _json(self, response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise InvalidResponse(f"{what}: response is not JSON") from None
-
-    def _parse(self, model: type[_T], data: Any, what: str) -> _T:
+    def _convert(self, model: type[_T], item: BaseModel, what: str, **extra: Any) -> _T:
+        """The official client's typed answer as the project's model."""
+        data = item.model_dump(by_alias=True, exclude_none=True)
+        for key, value in extra.items():
+            data.setdefault(key, data.get(value))
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -495,64 +650,67 @@ class OllamaClient:
                 f"{what}: unexpected response ({exc.error_count()} invalid field(s))"
             ) from None
 
-    def _body(self, base: _JSON, **optional: Any) -> _JSON:
-        body = dict(base)
-        body.update({k: v for k, v in optional.items() if v is not None})
-        if "keep_alive" not in body and self.keep_alive is not None:
-            body["keep_alive"] = self.keep_alive
-        return body
-
     @staticmethod
     def _require_model(model: str) -> str:
         if not isinstance(model, str) or not model.strip():
             raise InvalidInput("a model name is required")
         return model.strip()
 
+    def _keep_alive(self, keep_alive: str | float | None) -> str | float | None:
+        return keep_alive if keep_alive is not None else self.keep_alive
+
     # ------------------------------------------------------------------ API
 
     def version(self) -> str:
         """The server's version (``GET /api/version``)."""
-        data = self._json(self._send("GET", "/api/version", what="version"), "version")
-        version = data.get("version") if isinstance(data, dict) else None
-        if not isinstance(version, str):
-            raise InvalidResponse("version: no version in the response")
-        return version
+        return self._version()
+
+    def _version(self, *, timeout: float | None = None, retry: RetryPolicy | None = None) -> str:
+        # ollama 0.6 has no public call for /api/version: its generic typed request.
+        answer = self._call(
+            "GET",
+            "version",
+            lambda: self._ollama._request(_Version, "GET", "/api/version"),
+            timeout=timeout,
+            retry=retry,
+        )
+        return answer.version
 
     def ping(self, *, timeout: float = 2.0) -> bool:
         """True if Ollama answers ``/api/version`` right now (no retries)."""
         try:
-            response = self._http.get("/api/version", timeout=timeout)
-        except httpx.HTTPError:
+            self._version(timeout=timeout, retry=RetryPolicy.none())
+        except OllamaError:
             return False
-        return response.status_code == 200
+        return True
 
     def list_models(self) -> list[ModelInfo]:
         """Local models (``GET /api/tags``)."""
-        data = self._json(self._send("GET", "/api/tags", what="list models"), "list models")
-        models = data.get("models") if isinstance(data, dict) else None
-        if not isinstance(models, list):
-            raise InvalidResponse("list models: no models list in the response")
-        return [self._parse(ModelInfo, m, "list models") for m in models]
+        what = "list models"
+        answer = self._call("GET", what, self._ollama.list)
+        return [self._convert(ModelInfo, m, what, name="model") for m in answer.models]
 
     def ps(self) -> list[RunningModel]:
         """Models loaded in memory (``GET /api/ps``)."""
-        data = self._json(self._send("GET", "/api/ps", what="ps"), "ps")
-        models = data.get("models") if isinstance(data, dict) else None
-        if not isinstance(models, list):
-            raise InvalidResponse("ps: no models list in the response")
-        return [self._parse(RunningModel, m, "ps") for m in models]
+        answer = self._call("GET", "ps", self._ollama.ps)
+        return [self._convert(RunningModel, m, "ps", name="model") for m in answer.models]
 
     def show(self, model: str) -> ShowResponse:
         """Details of one model (``POST /api/show``)."""
         model = self._require_model(model)
         what = f"show {model}"
-        response = self._send("POST", "/api/show", json={"model": model}, what=what)
-        return self._parse(ShowResponse, self._json(response, what), what)
+        # Not self._ollama.show: ollama 0.6's ShowResponse requires "model_info", which
+        # Ollama leaves out when empty. Its generic typed request, with our model.
+        return self._call(
+            "POST",
+            what,
+            lambda: self._ollama._request(ShowResponse, "POST", "/api/show", json={"model": model}),
+        )
 
     def delete(self, model: str) -> None:
         """Remove a model (``DELETE /api/delete``); :class:`ModelNotFound` if absent."""
         model = self._require_model(model)
-        self._send("DELETE", "/api/delete", json={"model": model}, what=f"delete {model}")
+        self._call("DELETE", f"delete {model}", lambda: self._ollama.delete(model))
 
     def pull_model(
         self,
@@ -569,12 +727,12 @@ class OllamaClient:
         """
         model = self._require_model(model)
         what = f"pull {model}"
-        body: _JSON = {"model": model, "stream": True}
-        if insecure:
-            body["insecure"] = True
-        response = self._open_stream("/api/pull", body, timeout=timeout, what=what)
+
+        def open_stream() -> Iterator[Any]:
+            return self._ollama.pull(model, insecure=insecure, stream=True)
+
         last = PullProgress()
-        with ResponseStream(response, PullProgress, what=what, is_final=_pull_done) as stream:
+        with self._stream(what, open_stream, PullProgress, _pull_done, timeout) as stream:
             for item in stream:
                 last = item
                 if progress is not None:
@@ -627,20 +785,32 @@ class OllamaClient:
         timeout: float | None = None,
         stream: bool = False,
     ) -> GenerateResponse | ResponseStream[GenerateResponse]:
-        """``POST /api/generate``. With ``stream=True`` returns an open :class:`ResponseStream`,
-        else the chunks folded into one result (see :meth:`_generation`)."""
+        """``POST /api/generate``, always streamed from Ollama (see the module docstring).
+
+        With ``stream=True`` returns an open :class:`ResponseStream`, else the chunks
+        folded into one result, which is what ``stream: false`` would have sent.
+        """
         model = self._require_model(model)
+        image_data = _images(images)
+        # None leaves them out of the body (the official types say str and bool)
+        given_system: Any = system
+        given_raw: Any = raw
+
+        def open_stream() -> Iterator[Any]:
+            return self._ollama.generate(
+                model,
+                prompt,
+                system=given_system,
+                options=dict(options) if options else None,
+                format=_format(format),
+                images=image_data,
+                keep_alive=self._keep_alive(keep_alive),
+                raw=given_raw,
+                stream=True,
+            )
+
         what = f"generate with {model}"
-        body = self._body(
-            {"model": model, "prompt": prompt, "stream": True},
-            system=system,
-            options=dict(options) if options else None,
-            format=format,
-            images=list(images) if images else None,
-            keep_alive=keep_alive,
-            raw=raw,
-        )
-        chunks = self._generation("/api/generate", body, GenerateResponse, timeout, what)
+        chunks = self._stream(what, open_stream, GenerateResponse, _done, timeout)
         if stream:
             return chunks
         with chunks:
@@ -683,27 +853,37 @@ class OllamaClient:
         timeout: float | None = None,
         stream: bool = False,
     ) -> ChatResponse | ResponseStream[ChatResponse]:
-        """``POST /api/chat``. With ``stream=True`` returns an open :class:`ResponseStream`,
-        else the chunks folded into one result (see :meth:`_generation`)."""
+        """``POST /api/chat``, always streamed from Ollama (see the module docstring).
+
+        With ``stream=True`` returns an open :class:`ResponseStream`, else the chunks
+        folded into one result, which is what ``stream: false`` would have sent.
+        """
         model = self._require_model(model)
-        what = f"chat with {model}"
         try:
             msgs = [
                 m if isinstance(m, ChatMessage) else ChatMessage.model_validate(m) for m in messages
             ]
         except ValidationError as exc:
             raise InvalidInput(f"invalid chat messages ({exc.error_count()} error(s))") from None
-        body = self._body(
-            {
-                "model": model,
-                "messages": [m.model_dump(exclude_none=True) for m in msgs],
-                "stream": True,
-            },
-            options=dict(options) if options else None,
-            format=format,
-            keep_alive=keep_alive,
-        )
-        chunks = self._generation("/api/chat", body, ChatResponse, timeout, what)
+        bodies: list[dict[str, Any]] = []
+        for m in msgs:
+            body = m.model_dump(exclude_none=True)
+            if m.images:
+                body["images"] = _images(m.images)
+            bodies.append(body)
+
+        def open_stream() -> Iterator[Any]:
+            return self._ollama.chat(
+                model,
+                bodies,
+                options=dict(options) if options else None,
+                format=_format(format),
+                keep_alive=self._keep_alive(keep_alive),
+                stream=True,
+            )
+
+        what = f"chat with {model}"
+        chunks = self._stream(what, open_stream, ChatResponse, _done, timeout)
         if stream:
             return chunks
         with chunks:
@@ -723,12 +903,17 @@ class OllamaClient:
         """Embeddings of one text or a batch (``POST /api/embed``)."""
         model = self._require_model(model)
         what = f"embed with {model}"
-        body = self._body(
-            {"model": model, "input": input if isinstance(input, str) else list(input)},
-            truncate=truncate,
-            options=dict(options) if options else None,
-            keep_alive=keep_alive,
-            dimensions=dimensions,
+        answer = self._call(
+            "POST",
+            what,
+            lambda: self._ollama.embed(
+                model,
+                input if isinstance(input, str) else list(input),
+                truncate=truncate,
+                options=dict(options) if options else None,
+                keep_alive=self._keep_alive(keep_alive),
+                dimensions=dimensions,
+            ),
+            timeout=timeout,
         )
-        response = self._send("POST", "/api/embed", json=body, timeout=timeout, what=what)
-        return self._parse(EmbedResponse, self._json(response, what), what)
+        return self._convert(EmbedResponse, answer, what)

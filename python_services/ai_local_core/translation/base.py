@@ -7,8 +7,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ai_local_core.errors import InvalidInput
-from ai_local_core.translation.errors import TextTooLong
+from ai_local_core.errors import InvalidInput, TextTooLong
 from ai_local_core.translation.languages import AUTO, normalize_language
 
 

@@ -29,12 +29,12 @@ import logging
 import time
 from typing import ClassVar, Final
 
-from ai_local_core.translation.base import Translation, TranslationBackend
-from ai_local_core.translation.errors import (
+from ai_local_core.errors import (
     TranslationFailed,
     TranslationRateLimited,
     UnsupportedLanguage,
 )
+from ai_local_core.translation.base import Translation, TranslationBackend
 from ai_local_core.translation.languages import AUTO, normalize_language
 
 logger = logging.getLogger(__name__)

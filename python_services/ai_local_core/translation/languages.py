@@ -13,7 +13,7 @@ import re
 from types import MappingProxyType
 from typing import Final
 
-from ai_local_core.translation.errors import UnsupportedLanguage
+from ai_local_core.errors import UnsupportedLanguage
 
 AUTO: Final = "auto"
 

@@ -13,9 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from ai_local_core.errors import InvalidInput
+from ai_local_core.errors import InvalidInput, TranslationFailed
 from ai_local_core.translation.base import Translation, TranslationBackend
-from ai_local_core.translation.errors import TranslationFailed
 from ai_local_core.translation.languages import AUTO, language_name
 
 if TYPE_CHECKING:
