@@ -142,6 +142,14 @@ def test_tunnel_delivers_to_the_gateway(host: Any) -> None:
     assert status == 401, body
 
 
+def test_ollama_defaults_left_to_ollama_are_not_written(host: Any) -> None:
+    # ollama_context_length 0 (the default) means Ollama's own default, whose meaning changes
+    # between releases: the drop-in leaves the variable out instead of writing 0.
+    dropin = host.file("/etc/systemd/system/ollama.service.d/50-ai-local-core.conf")
+    assert 'Environment="OLLAMA_HOST=' in dropin.content_string
+    assert "OLLAMA_CONTEXT_LENGTH" not in dropin.content_string
+
+
 def test_tailscale_absent(host: Any) -> None:
     assert not host.package("tailscale").is_installed
 
