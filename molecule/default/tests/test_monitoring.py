@@ -1,4 +1,5 @@
-"""Verify role `monitoring` as site.yml deployed it (the whole stack, Debian 12 container).
+"""Verify role `monitoring` as site.yml deployed it (the whole stack, Debian 12 container here;
+Ubuntu 22.04/24.04 in the workflow's matrix).
 
 Neighbours: Ollama (the stand-in, with llama3.1:8b and llava:7b), the gateway on 127.0.0.1:8080,
 the services package (it carries the exporter and the health check), the cloudflared quick
@@ -229,9 +230,19 @@ def test_status_playbook_prints_the_table(host: Any) -> None:
     assert run.returncode == 0, run.output[-4000:]
     assert all(r.changed == 0 and r.failed == 0 for r in run.recaps.values()), run.output[-4000:]
     out = run.output
+    # The host's distribution as Ansible names it: Debian 12 here, Ubuntu 22.04/24.04 in the
+    # workflow's Ubuntu matrix (ID and VERSION_ID of /etc/os-release).
+    release = dict(
+        line.split("=", 1)
+        for line in host.file("/etc/os-release").content_string.splitlines()
+        if "=" in line
+    )
+    distribution = (
+        f"{release['ID'].strip(chr(34)).capitalize()} {release['VERSION_ID'].strip(chr(34))}"
+    )
     for expected in (
         f"host        {HOST}",
-        "os          Debian 12",
+        f"os          {distribution}",
         "driver      no GPU",
         f"ollama      {OLLAMA_VERSION}",
         "services    0.1.0",
