@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ai_local_core.errors import ConfigError
@@ -104,33 +103,23 @@ class MonitoringSettings(BaseModel):
 
 
 def load_settings(path: Path | None = None) -> MonitoringSettings:
-    """Read and validate the settings file; a missing default file means all defaults."""
+    """Read and validate the settings file; a missing default file means all defaults. The
+    file is read and errors are worded like the services' own (:mod:`ai_local_core.config`)."""
+    from ai_local_core.config import format_validation_error, read_yaml
+
     explicit = path is not None or CONFIG_ENV in os.environ
     target = path or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
-    try:
-        text = target.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not target.exists():
         if explicit:
-            raise ConfigError(f"monitoring settings file not found: {target}") from None
+            raise ConfigError(f"monitoring settings file not found: {target}")
         return MonitoringSettings()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {target}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{target} is not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{target} must hold a mapping of settings")
+    data = read_yaml(target)
     try:
         return MonitoringSettings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid monitoring settings in {target}: {problems}") from None
+        raise ConfigError(
+            f"invalid monitoring settings in {target}: {format_validation_error(exc)}"
+        ) from None
 
 
 def webhook_url_from_env() -> SecretStr | None:
