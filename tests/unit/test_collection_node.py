@@ -273,3 +273,22 @@ def test_action_runs_no_module_when_dpkg_has_everything(apt: ModuleType) -> None
 def test_action_stops_when_the_lookup_fails(apt: ModuleType) -> None:
     with pytest.raises(apt.AnsibleActionFail, match="cannot look for package indexes"):
         run_apt_action(apt, TASK_ARGS, {"failed": True, "msg": "permission denied"})
+
+
+# --- free_space -------------------------------------------------------------------------------
+def test_free_space_measures_the_nearest_existing_directory(tmp_path: Path) -> None:
+    fs = load("modules/free_space.py")
+    missing = tmp_path / "not" / "yet" / "there"
+    ok = fs.check(str(missing), 0, "some_min_gb")
+    assert ok["measured"] == str(tmp_path) and not ok.get("failed")
+    assert ok["msg"].startswith(f"{tmp_path} (on the way to {missing}): ")
+    assert fs.check(str(tmp_path), 0, "x")["msg"].startswith(f"{tmp_path}: ")
+
+
+def test_free_space_fails_below_the_minimum_naming_the_setting(tmp_path: Path) -> None:
+    fs = load("modules/free_space.py")
+    got = fs.check(str(tmp_path), 1000000, "site_min_free_gb", "Not pulling x", "Free space.")
+    assert got["failed"] is True
+    assert got["msg"].startswith(f"Not pulling x: {tmp_path} has ")
+    assert got["msg"].endswith("GiB free; site_min_free_gb asks for 1000000 GiB. Free space.")
+    assert not fs.check(str(tmp_path), 0.0, "x").get("failed")
