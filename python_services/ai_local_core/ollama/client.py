@@ -140,7 +140,6 @@ def error_from_response(status: int, body: bytes | str, *, what: str = "request"
         elif isinstance(err, dict) and isinstance(err.get("message"), str):
             message = err["message"]  # OpenAI-style error object from a gateway
 
-    retryable = status in RETRYABLE_STATUSES
     if status in (401, 403):
         if message is None and not text.strip() and status == 403:
             detail = (
@@ -174,9 +173,8 @@ def error_from_response(status: int, body: bytes | str, *, what: str = "request"
         )
     if message is not None:
         return error_from_message(message, status=status)
-    return OllamaError(
-        f"{what} failed with HTTP {status}: {_short(text)}", status=status, retryable=retryable
-    )
+    # 429 and 503, the statuses any request may be repeated after, were answered above.
+    return OllamaError(f"{what} failed with HTTP {status}: {_short(text)}", status=status)
 
 
 @dataclass(frozen=True)
