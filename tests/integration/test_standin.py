@@ -254,6 +254,35 @@ def test_load_and_unload_requests(ollama_standin: OllamaStandIn) -> None:
     assert ollama_standin.control("GET", "state")["loaded"] == []
 
 
+def test_ps_reports_the_vram_share_from_env(
+    ollama_standin: OllamaStandIn, ollama_standin_factory: StandInFactory
+) -> None:
+    # Default: a loaded model is wholly in VRAM.
+    raw(ollama_standin, "POST", "/api/generate", {"model": "llama3.1:8b"})
+    _, _, data = raw(ollama_standin, "GET", "/api/ps")
+    (full,) = json.loads(data)["models"]
+    assert full["size"] > 0 and full["size_vram"] == full["size"]
+    assert "100% GPU" in cli("ps", host=ollama_standin.ollama_host).stdout
+
+    partial = ollama_standin_factory(
+        models=["llama3.1:8b"], env={"OLLAMA_STANDIN_VRAM_SHARE": "0.62"}
+    )
+    raw(partial, "POST", "/api/generate", {"model": "llama3.1:8b"})
+    _, _, data = raw(partial, "GET", "/api/ps")
+    (model,) = json.loads(data)["models"]
+    assert model["size"] == full["size"]
+    assert model["size_vram"] == int(model["size"] * 0.62)
+    assert "38%/62% CPU/GPU" in cli("ps", host=partial.ollama_host).stdout
+
+    cpu_only = ollama_standin_factory(
+        models=["llama3.1:8b"], env={"OLLAMA_STANDIN_VRAM_SHARE": "0"}
+    )
+    raw(cpu_only, "POST", "/api/generate", {"model": "llama3.1:8b"})
+    _, _, data = raw(cpu_only, "GET", "/api/ps")
+    assert json.loads(data)["models"][0]["size_vram"] == 0
+    assert "100% CPU" in cli("ps", host=cpu_only.ollama_host).stdout
+
+
 def test_openai_compatible_endpoints(ollama_standin: OllamaStandIn) -> None:
     status, _, data = raw(ollama_standin, "GET", "/v1/models")
     listing = json.loads(data)

@@ -17,9 +17,11 @@ import pytest
 from ai_local_core.monitoring import healthcheck as hc
 from ai_local_core.monitoring.energy import DayRecord, EnergyMeter, SourceState
 from ai_local_core.monitoring.gpu import GpuSnapshot, GpuStats
+from ai_local_core.monitoring.ollama_probe import LoadedModel, OllamaSnapshot
 from ai_local_core.monitoring.settings import WEBHOOK_ENV, MonitoringSettings
 from pydantic import SecretStr
 
+from tests.conftest import StandInFactory
 from tests.fixtures.ollama import OllamaStandIn
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
@@ -128,6 +130,115 @@ def test_gpu_checks() -> None:
     (missing,) = hc.gpu_checks(absent, expected=True, vram_max_percent=95)
     assert not missing.ok and "no driver" in missing.detail
     assert hc.gpu_checks(absent, expected=False, vram_max_percent=95) == []
+
+
+def loaded(name: str, size: int, size_vram: int) -> LoadedModel:
+    return LoadedModel(name=name, size_bytes=size, size_vram_bytes=size_vram)
+
+
+def test_gpu_offload_check_names_each_model_and_its_share() -> None:
+    snapshot = OllamaSnapshot(
+        up=True,
+        loaded=[
+            loaded("llama3.1:8b", 1000, 625),
+            loaded("nomic-embed-text:latest", 300, 300),
+            loaded("llava:7b", 1000, 0),
+            loaded("qwen2.5:7b", 10**10, 10**10 - 1),  # a byte short: still partly on the CPU
+        ],
+    )
+    result = hc.gpu_offload_check(snapshot)
+    assert result is not None and result.name == "gpu_offload" and not result.ok
+    assert "llama3.1:8b: 62% in VRAM, 38% on the CPU" in result.detail
+    assert "llava:7b: 0% in VRAM, 100% on the CPU" in result.detail
+    assert "qwen2.5:7b: 99% in VRAM, 1% on the CPU" in result.detail
+    assert "nomic-embed-text" not in result.detail  # wholly in VRAM: not named
+    assert "driver or kernel updated without a reboot" in result.detail
+
+    full = hc.gpu_offload_check(OllamaSnapshot(up=True, loaded=[loaded("llama3.1:8b", 1000, 1000)]))
+    assert full == hc.CheckResult(name="gpu_offload", ok=True, detail="wholly in VRAM: llama3.1:8b")
+    idle = hc.gpu_offload_check(OllamaSnapshot(up=True))
+    assert idle is not None and idle.ok and idle.detail == "no model loaded"
+    # Ollama down: the ollama check says so, this one says nothing.
+    assert hc.gpu_offload_check(OllamaSnapshot(up=False, reason="refused")) is None
+
+
+def offload_settings(tmp_path: Path, ollama_url: str, *, gpu_expected: bool) -> MonitoringSettings:
+    return MonitoringSettings(
+        ollama_url=ollama_url,
+        gateway_health_url="",
+        api_health_url="",
+        models_dir=tmp_path,
+        disk_min_free_gib=0,
+        units=[],
+        gpu_expected=gpu_expected,
+        http_timeout=2,
+    )
+
+
+RTX = GpuSnapshot(
+    present=True,
+    gpus=[
+        GpuStats(
+            index=0, name="RTX 3060", uuid="GPU-1", memory_used_bytes=10, memory_total_bytes=100
+        )
+    ],
+)
+
+
+def test_partial_offload_on_a_gpu_node_posts_broken(
+    tmp_path: Path, ollama_standin_factory: StandInFactory
+) -> None:
+    """End to end through run_checks and decide: the stand-in reports llama3.1:8b 62 % in VRAM."""
+    standin = ollama_standin_factory(
+        models=["llama3.1:8b"], env={"OLLAMA_STANDIN_VRAM_SHARE": "0.625"}
+    )
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        client.post(f"{standin.url}/api/generate", json={"model": "llama3.1:8b"}).raise_for_status()
+    settings = offload_settings(tmp_path, standin.url, gpu_expected=True)
+    previous = hc.HealthState()
+    results, restarts = hc.run_checks(settings, previous, gpu_reader=lambda: RTX)
+    by_name = {r.name: r for r in results}
+    assert by_name["ollama"].ok and by_name["gpu"].ok
+    assert not by_name["gpu_offload"].ok
+    assert by_name["gpu_offload"].detail.startswith("llama3.1:8b: 62% in VRAM, 38% on the CPU")
+    state, payload = hc.decide(previous, results, restarts, host="n1", now=NOW)
+    assert payload is not None and payload.event == "broken"
+    assert [r.name for r in payload.broken] == ["gpu_offload"]
+    assert "BROKEN" in payload.text
+    assert "- gpu_offload: llama3.1:8b: 62% in VRAM, 38% on the CPU" in payload.text
+    # The next run sees the same failure: no second post.
+    results, restarts = hc.run_checks(settings, state, gpu_reader=lambda: RTX)
+    assert hc.decide(state, results, restarts, host="n1", now=NOW)[1] is None
+
+    # Without a GPU expected the check does not run (on a CPU-only node everything is on the CPU).
+    cpu_node = offload_settings(tmp_path, standin.url, gpu_expected=False)
+    results, _ = hc.run_checks(cpu_node, hc.HealthState(), gpu_reader=lambda: RTX)
+    assert "gpu_offload" not in {r.name for r in results}
+
+
+def test_full_offload_passes_and_ollama_down_is_reported_once(
+    tmp_path: Path, ollama_standin: OllamaStandIn
+) -> None:
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        client.post(
+            f"{ollama_standin.url}/api/generate", json={"model": "llama3.1:8b"}
+        ).raise_for_status()
+    settings = offload_settings(tmp_path, ollama_standin.url, gpu_expected=True)
+    results, _ = hc.run_checks(settings, hc.HealthState(), gpu_reader=lambda: RTX)
+    offload = {r.name: r for r in results}["gpu_offload"]
+    assert offload.ok and offload.detail == "wholly in VRAM: llama3.1:8b"
+
+    asked: list[str] = []
+
+    def reader(url: str, timeout: float) -> OllamaSnapshot:
+        asked.append(url)
+        return OllamaSnapshot(up=False, reason="refused")
+
+    down = offload_settings(tmp_path, "http://127.0.0.1:9", gpu_expected=True)
+    results, _ = hc.run_checks(down, hc.HealthState(), gpu_reader=lambda: RTX, ollama_reader=reader)
+    failing = [r.name for r in results if not r.ok]
+    assert failing == ["ollama"]  # not gpu_offload too
+    assert asked == []  # /api/ps is not even asked
 
 
 def test_disk_check(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any
 
@@ -146,3 +147,31 @@ def test_unit_and_drop_in_verify_clean(host):
     out = host.run("systemd-analyze verify ollama.service")
     assert out.rc == 0, out.stdout + out.stderr
     assert "ollama" not in out.stderr, out.stderr
+
+
+def test_service_is_hardened(host):
+    """ollama.service is confined like the project's other units, keeping GPU device access."""
+    out = host.check_output("systemd-analyze security ollama.service")
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
+    assert match, out
+    # 9.x unhardened; the rest is what the GPU and the CUDA runtime need (docs/ollama-role.md).
+    assert float(match.group(1)) <= 3.0, out
+    props = host.check_output(
+        "systemctl show --property NoNewPrivileges,ProtectSystem,DevicePolicy,DeviceAllow ollama"
+    )
+    assert "NoNewPrivileges=yes" in props
+    assert "ProtectSystem=strict" in props
+    assert "DevicePolicy=closed" in props
+    assert "char-nvidia* rw" in props, props
+
+
+def test_service_writes_only_its_home_and_models(host):
+    """Inside the service's mount namespace /usr is read-only, while the models stay writable."""
+    pid = main_pid(host)
+    enter = f"nsenter --target {pid} --mount --"
+    outside = host.run(f"{enter} touch /usr/local/ollama-hardening-probe")
+    assert outside.rc != 0 and "Read-only file system" in outside.stderr, outside.stderr
+    models = SETTINGS["OLLAMA_MODELS"]
+    probe = f"{models}/.hardening-probe"
+    inside = host.run(f"{enter} sh -c 'touch {probe} && rm {probe}'")
+    assert inside.rc == 0, inside.stderr

@@ -7,6 +7,10 @@ Run by a systemd timer. Each run checks:
   answer 200 (skipped when their URL is empty);
 * ``gpu`` - NVML sees a GPU, when one is expected;
 * ``vram`` - no GPU has more than ``vram_max_percent`` of its memory in use;
+* ``gpu_offload`` - every model Ollama has loaded (``/api/ps``) is wholly in VRAM
+  (``size_vram == size``), when a GPU is expected and Ollama answers: a model partly or wholly
+  on the CPU (typically after a driver or kernel update without a reboot, or too little free
+  VRAM) fails it, naming each model and its share in VRAM;
 * ``disk`` - the file system of the models directory has ``disk_min_free_gib`` free;
 * ``unit:<name>`` - a unit is not ``failed`` and systemd did not restart it
   (``NRestarts``) since the previous run.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -48,6 +53,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixe
 from ai_local_core.errors import AiLocalCoreError, BackendFailed, WebhookDeliveryFailed
 from ai_local_core.monitoring import energy
 from ai_local_core.monitoring.gpu import GpuSnapshot, read_gpus
+from ai_local_core.monitoring.ollama_probe import OllamaSnapshot, read_ollama
 from ai_local_core.monitoring.settings import (
     MonitoringSettings,
     load_settings,
@@ -66,6 +72,7 @@ __all__ = [
     "decide",
     "disk_check",
     "gpu_checks",
+    "gpu_offload_check",
     "http_check",
     "main",
     "ollama_check",
@@ -192,6 +199,35 @@ def gpu_checks(
     return results
 
 
+def gpu_offload_check(snapshot: OllamaSnapshot) -> CheckResult | None:
+    """Every loaded model wholly in VRAM (``size_vram == size`` in ``/api/ps``).
+
+    None when Ollama did not answer: the ``ollama`` check reports that, not this one.
+    """
+    if not snapshot.up:
+        return None
+    partial = [m for m in snapshot.loaded if m.size_bytes > 0 and m.size_vram_bytes < m.size_bytes]
+    if partial:
+        shares = []
+        for model in partial:
+            # Rounded down: a model 99.6 % in VRAM still shows 1 % on the CPU, never "100 %".
+            in_vram = min(99, math.floor(model.vram_share * 100))
+            shares.append(f"{model.name}: {in_vram}% in VRAM, {100 - in_vram}% on the CPU")
+        return CheckResult(
+            name="gpu_offload",
+            ok=False,
+            detail=(
+                "; ".join(shares) + " (driver or kernel updated without a reboot, nvidia_uvm not "
+                "loaded, or too little free VRAM: see nvidia-smi, ollama ps and "
+                "journalctl -u ollama)"
+            ),
+        )
+    if not snapshot.loaded:
+        return CheckResult(name="gpu_offload", ok=True, detail="no model loaded")
+    names = ", ".join(m.name for m in snapshot.loaded)
+    return CheckResult(name="gpu_offload", ok=True, detail=f"wholly in VRAM: {names}")
+
+
 def disk_check(path: Path, min_free_gib: float) -> CheckResult:
     """Free space of the file system holding ``path`` (or its nearest readable ancestor)."""
     target = path
@@ -210,6 +246,11 @@ def disk_check(path: Path, min_free_gib: float) -> CheckResult:
 
 
 Runner = Callable[[Sequence[str]], str]
+OllamaReader = Callable[[str, float], OllamaSnapshot]
+
+
+def _read_ollama(url: str, timeout: float) -> OllamaSnapshot:
+    return read_ollama(url, timeout=timeout)
 
 
 def _systemctl(args: Sequence[str]) -> str:
@@ -279,9 +320,11 @@ def run_checks(
     *,
     gpu_reader: Callable[[], GpuSnapshot] | None = None,
     runner: Runner | None = None,
+    ollama_reader: OllamaReader | None = None,
 ) -> tuple[list[CheckResult], dict[str, int]]:
     timeout = settings.http_timeout
-    results = [ollama_check(settings.ollama_url, timeout)]
+    ollama = ollama_check(settings.ollama_url, timeout)
+    results = [ollama]
     if settings.gateway_health_url:
         results.append(http_check("gateway", settings.gateway_health_url, timeout))
     if settings.api_health_url:
@@ -293,6 +336,12 @@ def run_checks(
             vram_max_percent=settings.vram_max_percent,
         )
     )
+    # Only with a GPU expected (on a CPU-only node every model is on the CPU) and an Ollama that
+    # answers (the ollama check above already reports one that does not).
+    if settings.gpu_expected and ollama.ok:
+        offload = gpu_offload_check((ollama_reader or _read_ollama)(settings.ollama_url, timeout))
+        if offload is not None:
+            results.append(offload)
     results.append(disk_check(settings.models_dir, settings.disk_min_free_gib))
     restarts = dict(previous.restarts)
     try:
@@ -458,9 +507,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ai-local-core-healthcheck",
         description=(
-            "Check Ollama, the gateway, the API, GPU, disk and units once; post to the webhook "
-            "(URL from the environment variable AI_LOCAL_CORE_MONITORING_WEBHOOK_URL) when "
-            "something breaks or recovers."
+            "Check Ollama, the gateway, the API, GPU (models wholly in VRAM), disk and units "
+            "once; post to the webhook (URL from the environment variable "
+            "AI_LOCAL_CORE_MONITORING_WEBHOOK_URL) when something breaks or recovers."
         ),
     )
     parser.add_argument("--config", type=Path, default=None, help="settings file (YAML)")

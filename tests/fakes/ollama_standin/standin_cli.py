@@ -171,6 +171,18 @@ def cmd_list(client: Client) -> int:
     return 0
 
 
+def processor(size: int, size_vram: int) -> str:
+    """The PROCESSOR column of ``ollama ps``, worded like Ollama's CLI."""
+    if size_vram == 0:
+        return "100% CPU"
+    if size_vram == size:
+        return "100% GPU"
+    if size_vram > size or size == 0:
+        return "Unknown"
+    cpu = int((size - size_vram) / size * 100 + 0.5)  # Go's math.Round: halves away from zero
+    return f"{cpu}%/{100 - cpu}% CPU/GPU"
+
+
 def cmd_ps(client: Client) -> int:
     models = client.json("GET", "/api/ps").get("models", [])
     rows = [["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]]
@@ -180,7 +192,7 @@ def cmd_ps(client: Client) -> int:
                 m["name"],
                 m["digest"][:12],
                 human_bytes(m["size"]),
-                "100% GPU",
+                processor(int(m["size"]), int(m.get("size_vram", m["size"]))),
                 str(m.get("context_length", 4096)),
                 human_until(m["expires_at"]),
             ]

@@ -204,6 +204,9 @@ class ServerConfig:
     preload: list[str] = field(default_factory=list)
     reply: str = "Stand-in reply from {model}: {prompt}"
     embed_dim: int = 8
+    #: Share of each loaded model that ``/api/ps`` reports in VRAM (``size_vram``): 1.0 = wholly
+    #: on the GPU (Ollama's normal case on a GPU node), below 1 = partly offloaded to the CPU.
+    vram_share: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], executable_dir: Path) -> ServerConfig:
@@ -229,6 +232,7 @@ class ServerConfig:
             preload=[p for p in env.get("OLLAMA_STANDIN_PRELOAD", "").split(",") if p.strip()],
             reply=env.get("OLLAMA_STANDIN_REPLY") or cls.reply,
             embed_dim=max(1, _env_int(env, "OLLAMA_STANDIN_EMBED_DIM", 8)),
+            vram_share=min(1.0, max(0.0, _env_float(env, "OLLAMA_STANDIN_VRAM_SHARE", 1.0))),
         )
 
     def allowed_origins(self) -> list[str]:
@@ -1027,6 +1031,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _ps(self) -> None:
         self.state.purge_expired()
+        share = self.state.config.vram_share
         with self.state.lock:
             entries = sorted(self.state.loaded.values(), key=lambda e: e.expires_at, reverse=True)
         models = []
@@ -1040,7 +1045,7 @@ class Handler(BaseHTTPRequestHandler):
                     "digest": model.digest,
                     "details": model.details,
                     "expires_at": entry.expires_at.astimezone().isoformat(),
-                    "size_vram": model.size,
+                    "size_vram": model.size if share >= 1.0 else int(model.size * share),
                     "context_length": 4096,
                 }
             )
