@@ -1,6 +1,7 @@
 """The shared pieces of collection ``ai_local_core.node`` (collections/.../node/plugins): the
-filters ``is_container`` and ``systemd_verify_command``, and the pure parts of the action plugins
-``validate_vars`` and ``apt_packages`` (the latter with a stand-in for the host's modules).
+filters ``is_container``, ``systemd_verify_command`` and ``connection_tunnel``, and the pure
+parts of the action plugins ``validate_vars`` and ``apt_packages`` (the latter with a stand-in
+for the host's modules).
 Their runs through ansible-playbook are in tests/ansible/test_collection_plugins.py."""
 
 from __future__ import annotations
@@ -69,6 +70,53 @@ def test_filters_are_registered(node: ModuleType) -> None:
     filters = node.FilterModule().filters()
     assert filters["is_container"] is node.is_container
     assert filters["systemd_verify_command"] is node.systemd_verify_command
+    assert filters["connection_tunnel"] is node.connection_tunnel
+
+
+# --- connection_tunnel ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("address", "ssh_args", "tunnel"),
+    [
+        ("100.101.102.103", "", "tailscale"),  # a tailnet IPv4 (100.64.0.0/10)
+        ("100.127.255.254", "", "tailscale"),
+        ("[fd7a:115c:a1e0::1234]", "", "tailscale"),  # Tailscale's IPv6 range
+        ("llm-node.tail1234.ts.net", "", "tailscale"),  # a MagicDNS name, not resolved here
+        ("llm-node.tail1234.ts.net.", "", "tailscale"),
+        ("100.128.0.1", "", ""),  # just past the range
+        ("100.63.255.255", "", ""),
+        ("192.168.1.20", "", ""),
+        ("127.0.0.1", "", ""),
+        ("fd7a:115c:a1e1::1", "", ""),
+        ("192.168.1.20", "-o ProxyCommand='cloudflared access ssh --hostname %h'", "cloudflared"),
+        (
+            "ssh.example.com",
+            '-o ProxyCommand="/usr/local/bin/cloudflared access ssh"',
+            "cloudflared",
+        ),
+    ],
+)
+def test_connection_tunnel(node: ModuleType, address: str, ssh_args: str, tunnel: str) -> None:
+    assert node.connection_tunnel(address, ssh_args) == tunnel
+
+
+def test_connection_tunnel_follows_names(node: ModuleType) -> None:
+    """A name counts by what it resolves to (MagicDNS on the controller) or its ssh HostName."""
+
+    def resolve(name: str, port: Any) -> list[tuple[Any, ...]]:
+        table = {"llm-node": "100.100.7.8", "lan-node": "192.168.1.20"}
+        if name not in table:
+            raise OSError("unknown host")
+        return [(None, None, None, "", (table[name], 0))]
+
+    ssh_g = mock.Mock(stdout="user root\nhostname 100.90.1.2\nport 22\n")
+    with mock.patch.object(node.socket, "getaddrinfo", resolve):
+        with mock.patch.object(node.subprocess, "run", return_value=mock.Mock(stdout="")):
+            assert node.connection_tunnel("llm-node") == "tailscale"
+            assert node.connection_tunnel("lan-node") == ""
+            assert node.connection_tunnel("nowhere") == ""
+        with mock.patch.object(node.subprocess, "run", return_value=ssh_g):
+            # An ssh_config alias whose HostName is a tailnet address.
+            assert node.connection_tunnel("nowhere") == "tailscale"
 
 
 # --- systemd_verify_command --------------------------------------------------------------------

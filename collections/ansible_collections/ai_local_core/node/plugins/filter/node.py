@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 import shlex
+import socket
+import subprocess
 from typing import Any
 
 CONTAINER_TYPES = frozenset(
@@ -59,6 +63,72 @@ def systemd_verify_command(unit: str, dropin: str | None = None) -> str:
     return f"sh -c '{_VERIFY_DROPIN}' verify-dropin {shlex.quote(unit)} {shlex.quote(dropin)} %s"
 
 
+# Tailscale gives its nodes addresses from these ranges (100.64.0.0/10 is the CGNAT range) and
+# MagicDNS names under ts.net.
+TAILNET_NETWORKS = (
+    ipaddress.ip_network("100.64.0.0/10"),
+    ipaddress.ip_network("fd7a:115c:a1e0::/48"),
+)
+
+
+def _addresses(name: str) -> list[str]:
+    """The addresses a connection to ``name`` may use: the name itself when it is an address,
+    else what ssh's configuration (``ssh -G``: a Host alias with its HostName) and the
+    controller's resolver (MagicDNS included, when the controller is in the tailnet) make of it."""
+    name = name.strip().strip("[]")
+    try:
+        return [str(ipaddress.ip_address(name))]
+    except ValueError:
+        pass
+    names = {name}
+    try:
+        out = subprocess.run(
+            ["ssh", "-G", name], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+        names |= {line.split()[1] for line in out.splitlines() if line.startswith("hostname ")}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    found: list[str] = []
+    for candidate in sorted(names):
+        if candidate.rstrip(".").endswith(".ts.net"):
+            found.append(candidate)
+            continue
+        try:
+            found.append(str(ipaddress.ip_address(candidate)))
+            continue
+        except ValueError:
+            pass
+        with contextlib.suppress(OSError, UnicodeError):
+            found += [str(info[4][0]) for info in socket.getaddrinfo(candidate, None)]
+    return found
+
+
+def connection_tunnel(address: str, ssh_args: str = "") -> str:
+    """The tunnel the play's connection to a host runs through, as far as the controller can
+    tell: ``cloudflared`` (ssh arguments that proxy through ``cloudflared access``),
+    ``tailscale`` (a tailnet address or MagicDNS name), else ``""``.
+
+    A tunnel role refuses to remove the tunnel its own connection uses. Not seen: a ProxyCommand
+    in the user's ~/.ssh/config for cloudflared (``ssh -G`` shows it, but it is not read here).
+    """
+    if "cloudflared" in ssh_args:
+        return "cloudflared"
+    for found in _addresses(address):
+        if found.rstrip(".").endswith(".ts.net"):
+            return "tailscale"
+        try:
+            ip = ipaddress.ip_address(found.split("%")[0])
+        except ValueError:
+            continue
+        if any(ip in net for net in TAILNET_NETWORKS):
+            return "tailscale"
+    return ""
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"is_container": is_container, "systemd_verify_command": systemd_verify_command}
+        return {
+            "connection_tunnel": connection_tunnel,
+            "is_container": is_container,
+            "systemd_verify_command": systemd_verify_command,
+        }
