@@ -488,6 +488,39 @@ def read_access_log(host: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def test_real_client_address_only_from_the_trusted_proxy(host):
+    """CF-Connecting-IP counts from 127.0.0.1 (where cloudflared connects from) and nowhere else:
+    the allowlist, the rate-limit identity and the log use the address it names; any other
+    peer's header is ignored."""
+    tags = [f"{GATEWAY}/api/tags", *bearer("ci-bot")]
+    results = probe_many(
+        host,
+        [
+            # From the proxy: a client outside the allowlist is refused, one inside is served.
+            [*tags, "-H", "CF-Connecting-IP: 198.51.100.7"],
+            [*tags, "-H", "CF-Connecting-IP: 127.0.0.7"],
+            # From other peers: a forged header neither opens the door nor changes the address.
+            [*tags, "--source", "127.0.0.2", "-H", "CF-Connecting-IP: 127.0.0.1"],
+            [*tags, "--source", "127.0.0.5", "-H", "CF-Connecting-IP: 198.51.100.9"],
+        ],
+    )
+    assert [r["status"] for r in results] == [403, 200, 403, 200], results
+    current = host.check_output(f"cat {LOG_DIR}/access.log").splitlines()
+    entries = [json.loads(line) for line in current if '"path":"/api/tags"' in line]
+    seen = {(e["remote_addr"], e["peer"], e["status"]) for e in entries[-4:]}
+    assert seen == {
+        ("198.51.100.7", "127.0.0.1", 403),
+        ("127.0.0.7", "127.0.0.1", 200),
+        ("127.0.0.2", "127.0.0.2", 403),
+        ("127.0.0.5", "127.0.0.5", 200),
+    }, entries[-4:]
+    # Anonymous identities follow the real address: /healthz's bucket is ip:<client>.
+    health = probe(host, f"{GATEWAY}/healthz", "-H", "CF-Connecting-IP: 203.0.113.44")
+    assert health["status"] == 200, health
+    last = json.loads(host.check_output(f"tail -n 1 {LOG_DIR}/access.log"))
+    assert last["client"] == "ip:203.0.113.44" and last["peer"] == "127.0.0.1", last
+
+
 def test_access_log_is_json_with_client_ids(host):
     entries = read_access_log(host)
     assert entries, "empty access log"
