@@ -53,11 +53,43 @@ DEBIAN_13 = {
     "ansible_kernel": "6.12.48+deb13-cloud-amd64",
     "ansible_architecture": "x86_64",
 }
+# What tasks/detect.yml reads on a real host (register __nvidia_driver_pci), given as a host
+# variable: "secureboot <mokutil --sb-state>" and "image-meta <status> <package> <depends>" lines.
+SB_ON = "secureboot SecureBoot enabled"
+JAMMY_HWE_HOST = {
+    "stdout_lines": [
+        "0000:01:00.0 0x10de 0x030000 0x2504",
+        SB_ON,
+        "image-meta ii  linux-image-5.15.0-119-generic ",
+        "image-meta ii  linux-image-6.8.0-45-generic ",
+        "image-meta ii  linux-image-generic linux-image-5.15.0-119-generic, linux-firmware",
+        "image-meta ii  linux-image-generic-hwe-22.04 linux-image-6.8.0-45-generic, linux-firmware",
+        "image-meta un  linux-image-lowlatency ",
+    ]
+}
 RTX_3060 = [{"pci_slot": "0000:01:00.0", "pci_id": "10de:2504", "name": "GeForce RTX 3060"}]
 
 # host name -> facts + role variables
 CASES: dict[str, dict[str, Any]] = {
+    # Ubuntu, distro source: Canonical's signed modules for the kernel flavour (generic: the 22.04
+    # GA kernel 5.15; a 6.8 kernel on 22.04 is the HWE one; 24.04's GA kernel is 6.8).
     "jammy-distro": {**UBUNTU_22},
+    "jammy-hwe": {**UBUNTU_22, "ansible_kernel": "6.8.0-45-generic"},
+    "noble-hwe": {**UBUNTU_24, "ansible_kernel": "6.11.0-29-generic"},
+    "noble-lowlatency-set": {**UBUNTU_24, "nvidia_driver_kernel_flavour": "lowlatency"},
+    "jammy-dkms": {**UBUNTU_22, "nvidia_driver_kernel_modules": "dkms"},
+    # A real host's reads: Secure Boot on, GA and HWE kernels installed, running the HWE one.
+    "jammy-sb-detected": {
+        **UBUNTU_22,
+        "ansible_kernel": "6.8.0-45-generic",
+        "__nvidia_driver_pci": JAMMY_HWE_HOST,
+    },
+    "noble-dkms-sb": {
+        **UBUNTU_24,
+        "nvidia_driver_kernel_modules": "dkms",
+        "__nvidia_driver_pci": {"stdout_lines": [SB_ON]},
+    },
+    "trixie-sb": {**DEBIAN_13, "__nvidia_driver_pci": {"stdout_lines": [SB_ON]}},
     "noble-distro-full-open": {
         **UBUNTU_24,
         "nvidia_driver_branch": "580",
@@ -99,11 +131,23 @@ CASES: dict[str, dict[str, Any]] = {
         "ansible_distribution_release": "focal",
     },
     "negative-power-refused": {**UBUNTU_24, "nvidia_driver_power_limit_watts": -5},
+    "debian-signed-refused": {**DEBIAN_13, "nvidia_driver_kernel_modules": "signed"},
+    "cuda-signed-refused": {
+        **UBUNTU_24,
+        "nvidia_driver_source": "cuda_repo",
+        "nvidia_driver_kernel_modules": "signed",
+    },
+    "bad-flavour-refused": {**UBUNTU_24, "nvidia_driver_kernel_flavour": "Generic HWE"},
 }
 REFUSED = {
     "debian-cuda-refused": "nvidia_driver_source cuda_repo is not supported on Debian",
     "focal-refused": "supports Ubuntu 22.04/24.04 and Debian 12/13; focal-refused runs Ubuntu 20",
     "negative-power-refused": "nvidia_driver_power_limit_watts must be >= 0",
+    "debian-signed-refused": (
+        "nvidia_driver_kernel_modules signed needs Ubuntu with nvidia_driver_source distro"
+    ),
+    "cuda-signed-refused": "cuda-signed-refused has Ubuntu with cuda_repo. Use dkms (or auto).",
+    "bad-flavour-refused": "nvidia_driver_kernel_flavour must be a kernel flavour such as generic",
 }
 
 
@@ -157,15 +201,22 @@ def rendered_file(rendered: tuple[Path, PlaybookRun], host: str, path: str) -> s
 
 def test_ubuntu_2204_server_packages(rendered: tuple[Path, PlaybookRun]) -> None:
     sel = selection(rendered, "jammy-distro")
+    # Canonical's signed modules for the GA kernel's flavour, the driver without DKMS: no
+    # compiler, no headers, nothing to enrol for Secure Boot.
     assert sel["packages"] == [
-        "nvidia-headless-570-server",
-        "nvidia-dkms-570-server",
-        "dkms",
-        "linux-headers-5.15.0-119-generic",
+        "linux-modules-nvidia-570-server-generic",
+        "nvidia-headless-no-dkms-570-server",
         "nvidia-utils-570-server",
         "libnvidia-compute-570-server",
         "nvidia-compute-utils-570-server",
     ]
+    assert (sel["kernel_modules"], sel["kernel_flavour"]) == ("signed", "generic")
+    # No mokutil read in the preview: the state is unknown; the path is named.
+    assert sel["modules_message"] == (
+        "Secure Boot unknown: using Canonical's signed modules "
+        "linux-modules-nvidia-570-server-generic (prebuilt and signed for the Ubuntu kernel, "
+        "no DKMS, no key to enrol)."
+    )
     assert sel["packages_userspace"] == [
         "nvidia-utils-570-server",
         "libnvidia-compute-570-server",
@@ -191,15 +242,72 @@ def test_ubuntu_2204_server_packages(rendered: tuple[Path, PlaybookRun]) -> None
     )
 
 
+@pytest.mark.parametrize(
+    ("host", "flavour"),
+    [
+        ("jammy-hwe", "generic-hwe-22.04"),
+        ("noble-distro-full-open", "generic"),
+        ("noble-hwe", "generic-hwe-24.04"),
+        ("noble-lowlatency-set", "lowlatency"),
+    ],
+)
+def test_ubuntu_signed_modules_follow_the_kernel_flavour(
+    rendered: tuple[Path, PlaybookRun], host: str, flavour: str
+) -> None:
+    sel = selection(rendered, host)
+    assert (sel["kernel_modules"], sel["kernel_flavour"]) == ("signed", flavour)
+    branch = "580" if host == "noble-distro-full-open" else "570"
+    open_ = "-open" if host == "noble-distro-full-open" else ""
+    assert sel["packages_module"][0] == f"linux-modules-nvidia-{branch}-server{open_}-{flavour}"
+    assert not [p for p in sel["packages"] if "dkms" in p and "no-dkms" not in p], sel["packages"]
+    assert not [p for p in sel["packages"] if p.startswith("linux-headers-")], sel["packages"]
+
+
+def test_secure_boot_read_on_the_host_names_the_path(rendered: tuple[Path, PlaybookRun]) -> None:
+    sel = selection(rendered, "jammy-sb-detected")
+    # The installed metapackage that depends on the running kernel, as ubuntu-drivers picks it.
+    assert sel["kernel_flavour"] == "generic-hwe-22.04"
+    assert sel["modules_message"].startswith(
+        "Secure Boot enabled: using Canonical's signed modules "
+        "linux-modules-nvidia-570-server-generic-hwe-22.04 "
+    )
+    warning = "Secure Boot enabled: DKMS modules must be signed with an enrolled MOK key: see "
+    debian = selection(rendered, "trixie-sb")
+    assert debian["kernel_modules"] == "dkms"
+    assert debian["modules_message"].startswith(warning + "docs/nvidia-driver.md#secure-boot")
+    assert "Debian has no signed NVIDIA modules" in debian["modules_message"]
+    ubuntu_dkms = selection(rendered, "noble-dkms-sb")
+    assert ubuntu_dkms["modules_message"].startswith(warning)
+    assert (
+        "nvidia_driver_kernel_modules: signed avoids it on Ubuntu"
+        in (ubuntu_dkms["modules_message"])
+    )
+    # The same line is the role's one debug message about it.
+    assert "DKMS modules must be signed with an enrolled MOK key" in rendered[1].output
+
+
+def test_ubuntu_dkms_on_request(rendered: tuple[Path, PlaybookRun]) -> None:
+    sel = selection(rendered, "jammy-dkms")
+    assert sel["kernel_modules"] == "dkms"
+    assert sel["packages"] == [
+        "nvidia-headless-570-server",
+        "nvidia-dkms-570-server",
+        "dkms",
+        "linux-headers-5.15.0-119-generic",
+        "nvidia-utils-570-server",
+        "libnvidia-compute-570-server",
+        "nvidia-compute-utils-570-server",
+    ]
+    assert sel["modules_message"] == "Secure Boot unknown: the kernel module is built with DKMS."
+
+
 def test_ubuntu_2404_full_open_branch_with_toolkit_and_power_limit(
     rendered: tuple[Path, PlaybookRun],
 ) -> None:
     sel = selection(rendered, "noble-distro-full-open")
     assert sel["packages_module"] == [
+        "linux-modules-nvidia-580-server-open-generic",
         "nvidia-driver-580-server-open",
-        "nvidia-dkms-580-server-open",
-        "dkms",
-        "linux-headers-6.8.0-45-generic",
     ]
     # The utilities have no -open variant.
     assert "nvidia-utils-580-server" in sel["packages_userspace"]
@@ -234,6 +342,8 @@ def test_ubuntu_2204_cuda_repository(rendered: tuple[Path, PlaybookRun]) -> None
         "nvidia-compute-utils-550",
         "cuda-toolkit-12-6",
     ]
+    # NVIDIA's repository has no modules signed for Ubuntu's kernels: DKMS.
+    assert sel["kernel_modules"] == "dkms"
     base = "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2204/x86_64/"
     assert sel["cuda_repo"] == {
         "url": base,
@@ -271,6 +381,8 @@ def test_ubuntu_2404_cuda_repository_on_arm_through_a_mirror(
 
 def test_debian_12_selection(rendered: tuple[Path, PlaybookRun]) -> None:
     sel = selection(rendered, "bookworm-distro")
+    # Debian has no signed prebuilt NVIDIA modules: DKMS (and a MOK with Secure Boot).
+    assert (sel["kernel_modules"], sel["kernel_flavour"]) == ("dkms", "")
     assert sel["packages"] == [
         "nvidia-kernel-dkms",
         "firmware-nvidia-gsp",
