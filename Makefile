@@ -141,8 +141,17 @@ lock: ## Re-resolve requirements/dev.in + the package into requirements/constrai
 	mv .cache/constraints.txt.new requirements/constraints.txt
 	rm -rf .cache/lock-venv
 
+# The node set: the versions role ai_services installs on a node (roles/ai_services/files/
+# node-constraints.txt), one per package for the nodes' Python 3.10-3.13, Linux x86_64 + aarch64;
+# the lock's versions where they resolve there (run after `make lock`). Installs nothing; then
+# checks the result.
+.PHONY: lock-node
+lock-node: venv ## Re-resolve the package + [vision] for the nodes' Pythons into roles/ai_services/files/node-constraints.txt
+	$(BIN)/python requirements/check_resolve.py --lock-node
+	$(BIN)/python requirements/check_resolve.py --set node
+
 .PHONY: resolve-check
-resolve-check: venv ## Check (installs nothing) that the controller set resolves on macOS and Linux, arm64 + x86_64
+resolve-check: venv ## Check (installs nothing) that the controller set (macOS + Linux) and the node set (Python 3.10-3.13) resolve
 	$(BIN)/python requirements/check_resolve.py
 
 .PHONY: images
@@ -209,6 +218,10 @@ rotate: venv ## Apply rotated gateway keys/users and tunnel token from the vault
 .PHONY: upgrade
 upgrade: venv ## Upgrade Ollama (VERSION=X.Y.Z or the inventory's pin), rolls back on failure
 	$(PLAYBOOK) playbooks/upgrade-ollama.yml $(if $(VERSION),-e upgrade_ollama_version=$(VERSION)) $(ARGS)
+
+.PHONY: upgrade-driver
+upgrade-driver: venv ## Upgrade the NVIDIA driver within its branch: one reboot, nvidia-smi and Ollama-on-GPU verify, holds again
+	$(PLAYBOOK) playbooks/upgrade-driver.yml $(ARGS)
 
 .PHONY: services
 services: venv ## Redeploy the Python services only (playbooks/services.yml)

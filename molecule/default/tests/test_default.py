@@ -311,6 +311,17 @@ def _standin_release(tmp_path: Path, version: str, reports: str | None = None) -
     }
 
 
+def test_upgrade_driver_playbook_on_a_node_without_a_gpu() -> None:
+    # make upgrade-driver: on a node without an NVIDIA GPU, role nvidia_driver stops after its
+    # detection and nothing moves.
+    run = day2("upgrade-driver.yml")
+    _ok(run, "upgrade-driver.yml")
+    assert all(r.changed == 0 for r in run.recaps.values()), run.recaps
+    said = " ".join(run.output.split())
+    assert "SKIPPING the NVIDIA driver" in said, run.output[-3000:]
+    assert "no NVIDIA GPU detected and nvidia_driver_required is auto" in said
+
+
 def test_upgrade_playbook_moves_the_version_and_rolls_back_a_failing_one(
     host: Any, tmp_path: Path
 ) -> None:

@@ -146,6 +146,19 @@ def test_installed_nvidia_packages_are_held(host) -> None:
     assert held == expected
 
 
+def test_in_branch_upgrade_goes_through_the_holds_and_holds_again(host) -> None:
+    """nvidia_driver_upgrade (playbooks/upgrade-driver.yml): apt's newest version of the same
+    packages, through the holds; the mirror has nothing newer, so nothing changes, and every
+    package is held again afterwards."""
+    run = run_playbook(scenario_playbook(), "-e", "nvidia_driver_upgrade=true")
+    assert run.returncode == 0, run.output[-4000:]
+    assert all(r.changed == 0 and r.failed == 0 for r in run.recaps.values()), run.recaps
+    assert "Read the installed NVIDIA package versions before the upgrade" in run.output
+    installed = host.run("dpkg-query -W -f '${Package}\\n'").stdout.split()
+    held = sorted(host.run("apt-mark showhold").stdout.split())
+    assert held == sorted(p for p in installed if HOLD.match(p))
+
+
 BLACKLIST_CASES = {
     "nvidia-smi": True,
     "libcuda1": True,
