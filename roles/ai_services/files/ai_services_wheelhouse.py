@@ -10,7 +10,8 @@ results are cached under ``--cache`` so that a second run builds and downloads n
   (``SOURCE_DATE_EPOCH``), so an unchanged tree never looks like a new release. ``--wheel`` takes
   a given wheel instead;
 * the runtime dependencies are downloaded with ``pip download --only-binary=:all:`` for the
-  target's Python version, ABI and platforms into ``<cache>/deps/<requirements hash>/``, keyed by
+  target's Python version, ABI and platforms, with the target's environment markers
+  (``PIP_WITH_MARKERS``), into ``<cache>/deps/<requirements hash>/``, keyed by
   what decides their content (the wheel's ``Requires-Dist``, extras, extra requirements,
   constraints, target, indexes): a new build of the package with the same dependencies reuses it.
 
@@ -177,6 +178,38 @@ def wheel_metadata(wheel: Path) -> tuple[str, str, list[str]]:
     return str(name), str(version), sorted(str(r) for r in meta.get_all("Requires-Dist") or [])
 
 
+#: pip with the target's environment markers. ``--python-version`` and ``--platform`` pick the
+#: wheels and check Requires-Python, but pip evaluates the markers of the requirements for the
+#: Python it runs on: a 3.11+ controller would leave out ``exceptiongroup; python_version <
+#: "3.11"`` (anyio's, needed on Ubuntu 22.04's 3.10), a macOS controller torch's Linux-only
+#: ``nvidia-*`` wheels. This runs pip with packaging's marker environment updated from argv[1].
+PIP_WITH_MARKERS = """\
+import json, sys
+from pip._vendor.packaging import markers
+target = json.loads(sys.argv.pop(1))
+here = markers.default_environment
+markers.default_environment = lambda: {**here(), **target}
+from pip._internal.cli.main import main
+sys.exit(main())
+"""
+
+
+def target_markers(python: str, machine: str) -> dict[str, str]:
+    """The environment markers of CPython ``python`` on a Linux ``machine`` host."""
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "implementation_name": "cpython",
+        "implementation_version": f"{python}.0",
+        "platform_python_implementation": "CPython",
+        "os_name": "posix",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": arch,
+    }
+
+
 def target_platforms(machine: str, glibc: str) -> list[str]:
     """pip ``--platform`` tags a glibc ``machine`` host accepts, newest first."""
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
@@ -197,7 +230,8 @@ def download_deps(
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tmp-", dir=dest.parent) as tmp:
         work = Path(tmp) / "wheels"
-        cmd = [sys.executable, "-m", "pip", "download", "--dest", str(work)]
+        markers = json.dumps(target_markers(args.python, args.machine))
+        cmd = [sys.executable, "-c", PIP_WITH_MARKERS, markers, "download", "--dest", str(work)]
         cmd += ["--only-binary=:all:", "--implementation", "cp"]
         cmd += ["--python-version", args.python, "--abi", "cp" + args.python.replace(".", "")]
         for platform in platforms:
@@ -246,6 +280,8 @@ def deps_key(args: argparse.Namespace, requires: Sequence[str], platforms: Seque
         "constraints": list(args.constraint),
         "python": args.python,
         "platforms": list(platforms),
+        # Sets downloaded before the target's markers applied lack the target's own dependencies.
+        "markers": target_markers(args.python, args.machine),
         "index_url": args.index_url,
         "extra_index_urls": list(args.extra_index_url),
     }
