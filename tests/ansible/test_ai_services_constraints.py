@@ -109,3 +109,55 @@ def test_a_constraint_replaces_the_pin_of_its_package_and_adds_the_others(
     assert result == kept + overrides
     names = [normalised(line) for line in result]
     assert len(names) == len(set(names)), "pip refuses two pins of one package"
+
+
+def evaluated(tmp_path: Path, expression: str, variables: dict[str, Any]) -> Any:
+    """A template expression over the role's defaults and vars, evaluated on localhost."""
+    out = tmp_path / "value.json"
+    playbook = tmp_path / "expr.yml"
+    playbook.write_text(
+        textwrap.dedent(
+            f"""\
+            - name: One value of role ai_services
+              hosts: localhost
+              connection: local
+              gather_facts: false
+              vars_files:
+                - {ROLE}/defaults/main.yml
+                - {ROLE}/vars/main.yml
+              tasks:
+                - name: Write it
+                  ansible.builtin.copy:
+                    content: "{{{{ {expression} | to_json }}}}"
+                    dest: {out}
+                    mode: "0600"
+            """
+        )
+    )
+    varfile = tmp_path / "expr-vars.yml"
+    local = {"role_path": str(ROLE), "ansible_python_interpreter": sys.executable}
+    varfile.write_text(yaml.safe_dump({**local, **variables}))
+    res = run_ansible_playbook(
+        *["-i", "localhost,", "-e", f"@{varfile}", str(playbook)], cwd=tmp_path, timeout=120
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(out.read_text())
+
+
+def test_index_credentials_go_to_pips_environment_not_its_arguments(tmp_path: Path) -> None:
+    index = "https://deploy:s3cr3t-token@pypi.example.internal/simple"
+    torch = "https://mirror-user:an0ther-secret@torch.example.internal/whl/cu124"
+    variables = {
+        "ai_services_install_source": "index",
+        "ai_services_index_url": index,
+        "ai_services_vision": True,
+        "ai_services_torch_index_url": torch,
+        "__ai_services_host_deps": "/unused",
+    }
+    args = evaluated(tmp_path, "__ai_services_pip_args", variables)
+    env = evaluated(tmp_path, "__ai_services_pip_index_env", variables)
+    assert "s3cr3t" not in json.dumps(args) and "an0ther" not in json.dumps(args), args
+    assert env == {"PIP_INDEX_URL": index, "PIP_EXTRA_INDEX_URL": torch}
+    # The wheelhouse script's command line (tasks/build.yml) takes no index option at all.
+    build = (ROLE / "tasks" / "build.yml").read_text()
+    assert "--index-url" not in build and "--extra-index-url" not in build

@@ -236,10 +236,6 @@ def download_deps(
         cmd += ["--python-version", args.python, "--abi", "cp" + args.python.replace(".", "")]
         for platform in platforms:
             cmd += ["--platform", platform]
-        if args.index_url:
-            cmd += ["--index-url", args.index_url]
-        for url in args.extra_index_url:
-            cmd += ["--extra-index-url", url]
         if args.constraint:
             constraints = Path(tmp) / "constraints.txt"
             constraints.write_text("\n".join(args.constraint) + "\n", encoding="utf-8")
@@ -282,8 +278,10 @@ def deps_key(args: argparse.Namespace, requires: Sequence[str], platforms: Seque
         "platforms": list(platforms),
         # Sets downloaded before the target's markers applied lack the target's own dependencies.
         "markers": target_markers(args.python, args.machine),
-        "index_url": args.index_url,
-        "extra_index_urls": list(args.extra_index_url),
+        # pip reads its indexes from the environment (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL): an
+        # index URL may carry credentials, never passed on a command line. Only hashed here.
+        "index_url": os.environ.get("PIP_INDEX_URL", ""),
+        "extra_index_urls": os.environ.get("PIP_EXTRA_INDEX_URL", "").split(),
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
@@ -363,8 +361,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--extra", action="append", default=[], help="package extra to include")
     p.add_argument("--require", action="append", default=[], help="another requirement")
     p.add_argument("--constraint", action="append", default=[], help="a constraint line")
-    p.add_argument("--index-url", default="")
-    p.add_argument("--extra-index-url", action="append", default=[])
     p.add_argument("--check", action="store_true", help="report, build and download nothing")
     return p
 
