@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +70,22 @@ class GatewaySettings:
     max_streams_per_client: int = 64
     #: (user, password): basic auth on as well (bcrypt htpasswd, cost 12, as the role writes it).
     basic_auth: tuple[str, str] | None = None
+    #: Client name -> role (``app``/``admin``) of API keys; absent means the role's default (app).
+    key_roles: Mapping[str, str] = field(default_factory=dict)
+    #: Client name -> model allowlist of API keys (njs check; absent: any model).
+    key_models: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: Role and model allowlist of the basic-auth user.
+    user_role: str | None = None
+    user_models: Sequence[str] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def _key_entry(self, name: str, key: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": name, "key": key}
+        if name in self.key_roles:
+            entry["role"] = self.key_roles[name]
+        if name in self.key_models:
+            entry["models"] = list(self.key_models[name])
+        return entry
 
     def role_vars(self, workdir: Path, listen_port: int) -> dict[str, Any]:
         settings: dict[str, Any] = {
@@ -84,7 +99,7 @@ class GatewaySettings:
                 }
             ],
             "gateway_services_enabled": self.services_upstream is not None,
-            "gateway_api_keys": [{"name": name, "key": key} for name, key in self.keys.items()],
+            "gateway_api_keys": [self._key_entry(name, key) for name, key in self.keys.items()],
             "gateway_inference_rate": self.inference_rate,
             "gateway_inference_burst": self.inference_burst,
             "gateway_metadata_rate": self.metadata_rate,
@@ -93,6 +108,7 @@ class GatewaySettings:
             "gateway_log_dir": str(workdir / "logs"),
             "__gateway_keys_map_path": str(workdir / "gateway-api-keys.map"),
             "__gateway_htpasswd_path": str(workdir / "gateway.htpasswd"),
+            "__gateway_njs_path": str(workdir / "gateway.js"),
             "ansible_python_interpreter": sys.executable,
         }
         if self.services_upstream is not None:
@@ -100,7 +116,12 @@ class GatewaySettings:
         if self.basic_auth is not None:
             user, password = self.basic_auth
             settings["gateway_basic_auth_enabled"] = True
-            settings["gateway_basic_auth_users"] = [{"name": user, "password": password}]
+            entry: dict[str, Any] = {"name": user, "password": password}
+            if self.user_role is not None:
+                entry["role"] = self.user_role
+            if self.user_models:
+                entry["models"] = list(self.user_models)
+            settings["gateway_basic_auth_users"] = [entry]
         settings.update(self.extra)
         return settings
 
@@ -129,6 +150,12 @@ def render_gateway(workdir: Path, listen_port: int, settings: GatewaySettings) -
                     src: {ROLE}/templates/gateway-api-keys.map.j2
                     dest: {workdir}/gateway-api-keys.map
                     mode: "0600"
+                - name: Render the model allowlist check (njs)
+                  ansible.builtin.template:
+                    src: {ROLE}/templates/gateway.js.j2
+                    dest: {workdir}/gateway.js
+                    mode: "0644"
+                  when: __gateway_njs_enabled | default(false) | bool
             """
         )
     )
@@ -251,11 +278,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: Where Debian and Ubuntu put nginx's njs module (package libnginx-mod-http-js).
+NJS_MODULE_PATHS = (
+    Path("/usr/share/nginx/modules/ngx_http_js_module.so"),
+    Path("/usr/lib/nginx/modules/ngx_http_js_module.so"),
+)
+
+
+def njs_module() -> Path | None:
+    """nginx's njs module, when installed (model allowlists need it)."""
+    return next((path for path in NJS_MODULE_PATHS if path.exists()), None)
+
+
 def main_conf(workdir: Path, gateway_conf: Path, *, workers: int) -> str:
     temp = workdir / "temp"
     mime = "include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
+    # The distribution's nginx.conf loads the module from modules-enabled/; here only when the
+    # gateway file uses it (a client with a model allowlist).
+    load = ""
+    if "js_import " in gateway_conf.read_text():
+        module = njs_module()
+        if module is None:
+            raise GatewayError(
+                "model allowlists need nginx's njs module: apt install libnginx-mod-http-js"
+            )
+        load = f"load_module {module};"
     return textwrap.dedent(
         f"""\
+        {load}
         worker_processes {workers};
         pid {workdir}/nginx.pid;
         error_log {workdir}/logs/nginx-error.log warn;

@@ -4,7 +4,8 @@ Every HTTP check runs inside the test host (testinfra) with the stdlib probes th
 installed: http_probe.py (one request, or a burst with --repeat) and stream_probe.py (arrival time
 of every streamed line). Upstreams are two Ollama stand-ins (127.0.0.1:11434 and :11435, each
 recording the requests it received at /_standin/requests) and a services stand-in on :8000 that
-echoes what it received and counts requests at /_standin/count.
+echoes what it received and counts requests at /_standin/count. Keys are role app except
+admin-probe (admin); listed-probe may name model tiny only (vars/secrets.yml).
 """
 
 from __future__ import annotations
@@ -138,6 +139,11 @@ def test_credential_files_are_private(host):
         ("root", "root", 0o600),
     ]
     assert KEYS["ci-bot"] in host.file(keys_map).content_string
+    # The model allowlists (njs): names only, no secret.
+    script = f"{PRIVATE}/gateway.js"
+    assert stat(host, script) == [("root", "root", 0o644)]
+    assert '"key:listed-probe": ["tiny:latest"]' in host.file(script).content_string
+    assert host.package("libnginx-mod-http-js").is_installed
     content = host.file(htpasswd).content_string
     entries = [line for line in content.splitlines() if line.strip()]
     assert [e.split(":", 1)[0] for e in entries] == [USER["name"]]
@@ -385,6 +391,124 @@ def test_tls_listener_with_self_signed_certificate(host):
     assert version["status"] == 200, version
     plain = probe(host, f"{TLS_GATEWAY}/api/version", "--cafile", CERT)
     assert_json_error(plain, 401)
+
+
+# --- roles and model allowlists -------------------------------------------------------------------
+
+
+def test_app_clients_cannot_manage_models(host):
+    # Each refusal spends the inference budget (30r/m, burst 5 here): at most 4 per identity.
+    reset_upstreams(host)
+    ci_bot, alice = bearer("ci-bot"), ["--user", USER_PASS]
+    calls = [
+        [f"{GATEWAY}/api/delete", "-X", "DELETE", *ci_bot, "-d", '{"model":"tiny"}'],
+        [f"{GATEWAY}/api/pull", *ci_bot, "-d", '{"model":"tiny"}'],
+        [f"{GATEWAY}/api/copy", *ci_bot, "-d", '{"source":"tiny","destination":"t2"}'],
+        [f"{GATEWAY}/api/blobs/sha256:{'0' * 64}", *ci_bot, "-d", "x"],
+        [f"{GATEWAY}/api/delete", "-X", "DELETE", *alice, "-d", '{"model":"tiny"}'],
+        [f"{GATEWAY}/api/pull", *alice, "-d", '{"model":"tiny"}'],
+    ]
+    for result in probe_many(host, calls):
+        data = assert_json_error(result, 403)
+        assert data["error"] == "forbidden: model management needs a client with role admin"
+    # Unknown Ollama routes: refused to every role (an allowlist of routes).
+    for cred in (ci_bot, bearer("admin-probe")):
+        data = assert_json_error(probe(host, f"{GATEWAY}/api/no-such-route", *cred), 403)
+        assert data["error"] == "forbidden: not a route of this gateway"
+    # Anonymous and a wrong password: 401 as before, never the role's 403.
+    for cred in ([], ["--user", f"{USER['name']}:not-the-password-at-all"]):
+        assert_json_error(probe(host, f"{GATEWAY}/api/delete", "-X", "DELETE", *cred), 401)
+    assert upstream_request_count(host) == 0
+
+
+def test_admin_key_manages_models(host):
+    reset_upstreams(host)
+    admin = bearer("admin-probe")
+    copy = probe(
+        host, f"{GATEWAY}/api/copy", *admin, "-d", '{"source":"tiny","destination":"tiny-copy"}'
+    )
+    assert copy["status"] == 200, copy
+    # The pool may send the delete to the other stand-in (404 there): Ollama's answer either way.
+    delete = probe(
+        host, f"{GATEWAY}/api/delete", "-X", "DELETE", *admin, "-d", '{"model":"tiny-copy"}'
+    )
+    assert delete["status"] in (200, 404) and "request_id" not in delete["body"], delete
+    seen = [(r["method"], r["path"]) for requests in standin_requests(host) for r in requests]
+    assert sorted(seen) == [("DELETE", "/api/delete"), ("POST", "/api/copy")], seen
+    # Model management is in the inference class (its budget), not the metadata one.
+    entries = [e for e in read_access_log(host) if e["client"] == "key:admin-probe"]
+    assert {e["class"] for e in entries if e["path"] in ("/api/copy", "/api/delete")} == {
+        "inference"
+    }
+
+
+def test_model_allowlist_is_checked_before_ollama(host):
+    # listed-probe may name tiny only. /api/show (metadata class) for most checks: the inference
+    # budget (burst 5) must last through the stream test below.
+    reset_upstreams(host)
+    listed = bearer("listed-probe")
+    refused = probe_many(
+        host,
+        [
+            [f"{GATEWAY}/api/show", *listed, "-d", '{"model":"other:7b"}'],
+            [f"{GATEWAY}/api/show", *listed, "-d", '{"model":"tiny:q4"}'],
+            [f"{GATEWAY}/api/show", *listed, "-d", '{"model":"tiny","MODEL":"other:7b"}'],
+            [f"{GATEWAY}/api/generate", *listed, "-d", '{"model":"other:7b","prompt":"hi"}'],
+            [f"{GATEWAY}/v1/chat/completions", *listed, "-d", '{"model":"other:7b","messages":[]}'],
+        ],
+    )
+    for result in refused:
+        assert "is not allowed for this client" in assert_json_error(result, 403)["error"]
+    assert upstream_request_count(host) == 0
+    allowed = probe_many(
+        host,
+        [
+            *[
+                [f"{GATEWAY}/api/show", *listed, "-d", f'{{"model":"{m}"}}']
+                for m in ("tiny", "tiny:latest", "Tiny:Latest")
+            ],
+            [
+                f"{GATEWAY}/api/generate",
+                *listed,
+                "-d",
+                '{"model":"tiny","prompt":"hi","stream":false}',
+            ],
+            [f"{GATEWAY}/api/tags", *listed],
+        ],
+    )
+    assert [r["status"] for r in allowed] == [200] * 5, allowed
+    assert upstream_request_count(host) == 5
+    # A client without an allowlist is not checked: Ollama answers the unknown model itself.
+    other = probe(host, f"{GATEWAY}/api/show", *bearer("ci-bot"), "-d", '{"model":"other:7b"}')
+    assert other["status"] == 404 and "request_id" not in other["body"], other
+
+
+def test_stream_through_the_allowlist_check_arrives_token_by_token(host):
+    delay = 0.2
+    request = json.dumps(
+        {"model": "tiny", "prompt": "one two three four", "options": {"standin_token_delay": delay}}
+    )
+    cmd = shlex.join(
+        [
+            "python3",
+            f"{TOOLS}/stream_probe.py",
+            "127.0.0.1",
+            "8080",
+            "/api/generate",
+            request,
+            f"Authorization: Bearer {KEYS['listed-probe']}",
+        ]
+    )
+    out = host.run(cmd)
+    assert out.rc == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["status"] == 200, result
+    arrivals = result["arrivals"]
+    # "Stand-in reply from tiny: " + 4 prompt words = 8 tokens, then the final done line.
+    assert len(arrivals) == 9, arrivals
+    assert arrivals[-1] - arrivals[0] >= 6 * delay * 0.8, arrivals
+    gaps = [b - a for a, b in itertools.pairwise(arrivals[:8])]
+    assert min(gaps) >= delay / 2, gaps
 
 
 # --- limits and errors ----------------------------------------------------------------------------
