@@ -8,7 +8,9 @@ Like the real daemon it is started by ``tailscaled.service`` with ``--state`` an
 keeps the node's state in the state file (so a restart keeps the node logged in), answers the CLI
 on a Unix socket, notifies systemd when ready, and owns a TUN interface named ``tailscale0`` that
 carries the node's 100.x address while it is up (so firewall rules on ``tailscale0`` are testable).
-``tailscaled --cleanup`` removes the interface, as ``ExecStopPost`` expects.
+Like tailscaled 1.48+ with ``--netfilter-mode=on`` (the CLI's default) it puts a ``ts-input``
+chain ahead of the host's own, accepting everything on ``tailscale0``, where iptables exists.
+``tailscaled --cleanup`` removes the interface and those rules, as ``ExecStopPost`` expects.
 
 What it does not do: talk to a control server. Logging in validates the auth key's format only
 (``tskey-auth-<id>-<secret>``); a malformed key fails like a revoked one does. Every successful
@@ -28,6 +30,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import struct
@@ -74,6 +77,31 @@ def log(message: str) -> None:
 def ip_cmd(*args: str) -> bool:
     res = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     return res.returncode == 0
+
+
+def netfilter(tun_name: str, on: bool) -> None:
+    """What tailscaled 1.48+ does with ``--netfilter-mode=on``, where iptables exists: its own
+    ``ts-input`` chain, jumped to first from INPUT, accepting everything that arrives on the
+    tailnet interface (ahead of ufw's chains). Any other mode, or the node down: no such rules."""
+    for tool in ("iptables", "ip6tables"):
+        if shutil.which(tool) is None:
+            continue
+
+        def run(*args: str, tool: str = tool) -> bool:
+            res = subprocess.run([tool, "-w", *args], capture_output=True, check=False)
+            return res.returncode == 0
+
+        if on:
+            run("-N", "ts-input")
+            run("-F", "ts-input")
+            run("-A", "ts-input", "-i", tun_name, "-j", "ACCEPT")
+            if not run("-C", "INPUT", "-j", "ts-input"):
+                run("-I", "INPUT", "1", "-j", "ts-input")
+        else:
+            while run("-D", "INPUT", "-j", "ts-input"):
+                pass
+            run("-F", "ts-input")
+            run("-X", "ts-input")
 
 
 class Daemon:
@@ -125,6 +153,10 @@ class Daemon:
         return [ip4, ip6]
 
     def apply_interface(self) -> None:
+        netfilter(
+            self.tun_name,
+            self.backend_state() == "Running" and self.state["prefs"]["netfilter-mode"] == "on",
+        )
         if self.tun_fd is None:
             return
         ip_cmd("addr", "flush", "dev", self.tun_name)
@@ -343,6 +375,7 @@ def serve_socket(daemon: Daemon, path: Path) -> None:
 
 
 def cleanup(tun_name: str, socket_path: Path) -> int:
+    netfilter(tun_name, on=False)
     if tun_name != "userspace-networking" and Path(f"/sys/class/net/{tun_name}").exists():
         ip_cmd("link", "del", "dev", tun_name)
     if socket_path.exists():
