@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -43,7 +43,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ai_local_core.errors import ConfigError
-from ai_local_core.image.settings import ImageSettings
+from ai_local_core.image.base import DEFAULT_MAX_LENGTH, MAX_LENGTH_LIMIT
+from ai_local_core.image.limits import ImageLimits
 
 __all__ = [
     "CONFIG_DIR",
@@ -322,6 +323,41 @@ class ApiSettings(_Section):
     connect_timeout: float = Field(0.5, gt=0, le=60)
     #: Seconds to wait for the API server's answer once connected.
     client_timeout: float = Field(300.0, gt=0, le=3600)
+
+
+# -- image description (the `image` section)
+DEFAULT_BLIP_MODEL: Final = "Salesforce/blip-image-captioning-base"
+DEFAULT_VISION_PROMPT: Final = (
+    "Describe this image in one or two plain sentences. Answer with the description only."
+)
+
+
+class BlipSettings(_Section):
+    #: A Hugging Face model id or a local directory written by ``save_pretrained``.
+    model: str = Field(DEFAULT_BLIP_MODEL, min_length=1)
+    #: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    device: str = "auto"
+
+
+class OllamaVisionSettings(_Section):
+    #: Vision model (``llava``, ``moondream``, ``llama3.2-vision``...); null means
+    #: ``models.defaults.vision.model``. Aliases from ``models.aliases`` apply.
+    model: str | None = None
+    prompt: str = Field(DEFAULT_VISION_PROMPT, min_length=1)
+    #: Null means ``models.defaults.vision.temperature``.
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+class ImageSettings(_Section):
+    """Image description: which backend, its model, and the input limits."""
+
+    backend: Literal["blip", "ollama"] = "blip"
+    default_max_length: int = Field(DEFAULT_MAX_LENGTH, ge=1, le=MAX_LENGTH_LIMIT)
+    blip: BlipSettings = Field(default_factory=BlipSettings)
+    ollama: OllamaVisionSettings = Field(default_factory=OllamaVisionSettings)
+    limits: ImageLimits = Field(default_factory=ImageLimits)
+    #: Whether the API server accepts local file paths (the CLIs always do).
+    api_allow_local_paths: bool = False
 
 
 class GoogleTranslationSettings(_Section):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
+from ai_local_core.config import DEFAULT_BLIP_MODEL
 from ai_local_core.errors import BackendUnavailable, DescribeFailed, InvalidInput
 from ai_local_core.image.base import (
     DEFAULT_MAX_LENGTH,
@@ -30,7 +31,6 @@ from ai_local_core.image.base import (
     ImageBackend,
 )
 from ai_local_core.image.loader import LoadedImage
-from ai_local_core.image.settings import DEFAULT_BLIP_MODEL
 
 logger = logging.getLogger(__name__)
 

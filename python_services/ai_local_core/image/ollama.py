@@ -15,6 +15,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ai_local_core.config import DEFAULT_VISION_PROMPT
 from ai_local_core.errors import BackendUnavailable, DescribeFailed, InvalidInput
 from ai_local_core.image.base import (
     DEFAULT_MAX_LENGTH,
@@ -23,7 +24,6 @@ from ai_local_core.image.base import (
     ImageBackend,
 )
 from ai_local_core.image.loader import LoadedImage
-from ai_local_core.image.settings import DEFAULT_VISION_PROMPT
 
 if TYPE_CHECKING:
     from ai_local_core.ollama.client import OllamaClient
