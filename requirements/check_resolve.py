@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import importlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -113,31 +114,27 @@ NODE_HEADER = """\
 #: wheels and check Requires-Python, but pip evaluates the markers of the requirements
 #: (`exceptiongroup; python_version < "3.11"`, `triton; platform_machine == "x86_64"`) for the
 #: Python it runs on: this runs pip with packaging's marker environment updated from argv[1].
-PIP_WITH_MARKERS = """\
-import json, sys
-from pip._vendor.packaging import markers
-target = json.loads(sys.argv.pop(1))
-here = markers.default_environment
-markers.default_environment = lambda: {**here(), **target}
-from pip._internal.cli.main import main
-sys.exit(main())
-"""
+def _wheelhouse() -> Any:
+    """Role ai_services' wheelhouse script, the one place that knows how pip must see a target's
+    environment markers (PIP_WITH_MARKERS, target_markers): loaded from its file."""
+    path = ROOT / "roles" / "ai_services" / "files" / "ai_services_wheelhouse.py"
+    spec = importlib.util.spec_from_file_location("ai_services_wheelhouse", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_WHEELHOUSE = _wheelhouse()
+#: ``python -c PIP_WITH_MARKERS MARKERS_JSON pip-args...``: pip with the target's markers.
+PIP_WITH_MARKERS: str = _WHEELHOUSE.PIP_WITH_MARKERS
 
 
 def linux_markers(python: str, tags: Sequence[str]) -> dict[str, str]:
     """The marker environment of CPython ``python`` on the Linux machine of manylinux ``tags``."""
     machine = tags[0].split("_", 3)[-1] if tags[0].startswith("manylinux_") else "x86_64"
-    return {
-        "python_version": python,
-        "python_full_version": f"{python}.0",
-        "implementation_name": "cpython",
-        "implementation_version": f"{python}.0",
-        "platform_python_implementation": "CPython",
-        "os_name": "posix",
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "platform_machine": machine,
-    }
+    markers: dict[str, str] = _WHEELHOUSE.target_markers(python, machine)
+    return markers
 
 
 def pip_command(

@@ -36,36 +36,7 @@ def pinned_lines() -> list[str]:
 
 
 def effective(tmp_path: Path, variables: dict[str, Any]) -> list[str]:
-    out = tmp_path / "effective.json"
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(
-        textwrap.dedent(
-            f"""\
-            - name: The ai_services pins
-              hosts: localhost
-              connection: local
-              gather_facts: false
-              vars_files:
-                - {ROLE}/defaults/main.yml
-                - {ROLE}/vars/main.yml
-              tasks:
-                - name: Write the merged pins
-                  ansible.builtin.copy:
-                    content: "{{{{ __ai_services_constraints_effective | to_json }}}}"
-                    dest: {out}
-                    mode: "0644"
-            """
-        )
-    )
-    varfile = tmp_path / "vars.yml"
-    # The copy task runs on this machine with the test's own Python.
-    local = {"role_path": str(ROLE), "ansible_python_interpreter": sys.executable}
-    varfile.write_text(yaml.safe_dump({**local, **variables}))
-    res = run_ansible_playbook(
-        *["-i", "localhost,", "-e", f"@{varfile}", str(playbook)], cwd=tmp_path, timeout=120
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
-    result: list[str] = json.loads(out.read_text())
+    result: list[str] = evaluated(tmp_path, "__ai_services_constraints_effective", variables)
     return result
 
 
