@@ -41,9 +41,10 @@ description:
   - With O(fingerprints) empty, the key is installed as it is (trust on first use) and the result
     carries a RV(warning).
   - Written to O(dest) atomically (mode 0644; owner root when run as root), only when its content,
-    mode or owner differ (RV(changed) only then). A O(dest) ending in C(.gpg) gets a binary keyring (an
-    ASCII-armoured download is converted with C(gpg --dearmor)); one ending in C(.asc) gets an
-    ASCII-armoured key (a binary download is armoured); any other name gets the file as
+    mode or owner differ (RV(changed) only then). A O(dest) ending in C(.gpg) gets a binary
+    keyring (an ASCII-armoured download is converted with C(gpg --dearmor)); one ending in
+    C(.asc) gets an ASCII-armoured key (a binary download is armoured); any other name gets the
+    file as
     downloaded. apt's C(Signed-By) accepts both, by that file name extension.
   - Check mode gets and checks the key the same way, reports whether O(dest) would change and
     writes nothing. A O(src) that does not exist yet, or a host without C(gpg) (both would come
