@@ -572,6 +572,7 @@ class Handler(BaseHTTPRequestHandler):
         self._body: bytes | None = None
         #: Models this request loaded or used (released, keep_alive timer started, at its end).
         self._using: list[StoredModel] = []
+        self._recorded = False
 
     def _touch(self, model: StoredModel, keep_alive: float) -> bool:
         cold = self.state.touch(model, keep_alive)
@@ -595,23 +596,31 @@ class Handler(BaseHTTPRequestHandler):
             f'{self.command:<7} "{self.path}"\n'
         )
         sys.stderr.flush()
+        self._record()
+
+    def _record(self) -> None:
+        """Add the request to the log once: when its answer starts (so a client that has the
+        answer always finds it there), or at its end for a request that never got one."""
         path = urlsplit(self.path).path
-        if not path.startswith("/_standin/"):
-            with self.state.lock:
-                self.state.requests.append(
-                    {
-                        "method": self.command,
-                        "path": path,
-                        "status": self._status,
-                        "authorization": bool(self.headers.get("Authorization")),
-                        "host": self.headers.get("Host", ""),
-                        "user_agent": self.headers.get("User-Agent", ""),
-                        "time": time.time(),
-                    }
-                )
+        if self._recorded or path.startswith("/_standin/"):
+            return
+        self._recorded = True
+        with self.state.lock:
+            self.state.requests.append(
+                {
+                    "method": self.command,
+                    "path": path,
+                    "status": self._status,
+                    "authorization": bool(self.headers.get("Authorization")),
+                    "host": self.headers.get("Host", ""),
+                    "user_agent": self.headers.get("User-Agent", ""),
+                    "time": time.time(),
+                }
+            )
 
     def _start(self, status: int, headers: Mapping[str, str]) -> None:
         self._status = status
+        self._record()
         self.send_response_only(status)
         self.send_header("Date", formatdate(usegmt=True))
         if self._cors_origin:
