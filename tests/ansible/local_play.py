@@ -7,7 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -35,3 +39,44 @@ def run_ansible_playbook(
         timeout=timeout,
         check=False,
     )
+
+
+def run_role_tasks(
+    tmp_path: Path,
+    role: str,
+    tasks_from: str,
+    variables: dict[str, Any],
+    *,
+    check: bool = False,
+    smi_dir: Path | None = None,
+) -> tuple[int, str]:
+    """``import_role: tasks_from:`` of a role on localhost (local connection, no facts) with
+    ``variables`` as extra vars: (exit status, output). Only ``smi_dir`` (a fake ``nvidia-smi``)
+    and the venv come before /usr/bin:/bin on the PATH, so whether a GPU is seen never depends
+    on this machine."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        textwrap.dedent(
+            f"""\
+            - name: Role {role}, {tasks_from}
+              hosts: localhost
+              connection: local
+              gather_facts: false
+              tasks:
+                - name: Run {tasks_from}
+                  ansible.builtin.import_role:
+                    name: {role}
+                    tasks_from: {tasks_from}
+            """
+        )
+    )
+    varfile = tmp_path / "vars.yml"
+    varfile.write_text(yaml.safe_dump(variables))
+    res = run_ansible_playbook(
+        *["-i", "localhost,", *(["--check"] if check else []), "-e", f"@{varfile}", str(playbook)],
+        cwd=tmp_path,
+        timeout=180,
+        PATH=os.pathsep.join([*([str(smi_dir)] if smi_dir else []), str(BIN), "/usr/bin", "/bin"]),
+    )
+    return res.returncode, res.stdout + res.stderr

@@ -11,16 +11,13 @@ machine changes: the check only reads, and models.yml runs in check mode.
 from __future__ import annotations
 
 import json
-import os
-import textwrap
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.ansible.local_play import BIN, run_ansible_playbook
+from tests.ansible.local_play import run_role_tasks
 from tests.fixtures.ollama import OllamaStandIn, running_standin
 from tests.molecule_support import parse_recap
 
@@ -47,34 +44,7 @@ def play(
     check: bool = False,
     smi_dir: Path | None = None,
 ) -> tuple[int, str]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(
-        textwrap.dedent(
-            f"""\
-            - name: Role ollama, {tasks_from}
-              hosts: localhost
-              connection: local
-              gather_facts: false
-              tasks:
-                - name: Run {tasks_from}
-                  ansible.builtin.import_role:
-                    name: ollama
-                    tasks_from: {tasks_from}
-            """
-        )
-    )
-    varfile = tmp_path / "vars.yml"
-    varfile.write_text(yaml.safe_dump(variables))
-    res = run_ansible_playbook(
-        *["-i", "localhost,", *(["--check"] if check else []), "-e", f"@{varfile}", str(playbook)],
-        cwd=tmp_path,
-        timeout=180,
-        # No nvidia-smi on the PATH unless the test puts a fake one first (smi_dir): whether a GPU
-        # is expected must not depend on this machine.
-        PATH=os.pathsep.join([*([str(smi_dir)] if smi_dir else []), str(BIN), "/usr/bin", "/bin"]),
-    )
-    return res.returncode, res.stdout + res.stderr
+    return run_role_tasks(tmp_path, "ollama", tasks_from, variables, check=check, smi_dir=smi_dir)
 
 
 def verify_vars(standin: OllamaStandIn) -> dict[str, Any]:

@@ -10,15 +10,12 @@ mode; the GPU memory comes from ``ollama_vram_budget_gb`` or, without it, from a
 
 from __future__ import annotations
 
-import os
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.ansible.local_play import BIN, run_ansible_playbook
+from tests.ansible.local_play import run_role_tasks
 from tests.fixtures.ollama import running_standin
 from tests.molecule_support import parse_recap
 
@@ -26,34 +23,7 @@ from tests.molecule_support import parse_recap
 def run_models(
     tmp_path: Path, variables: dict[str, Any], smi_dir: Path | None = None
 ) -> tuple[int, str]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(
-        textwrap.dedent(
-            """\
-            - name: Models with the VRAM plan
-              hosts: localhost
-              connection: local
-              gather_facts: false
-              tasks:
-                - name: Manage the models
-                  ansible.builtin.import_role:
-                    name: ollama
-                    tasks_from: models.yml
-            """
-        )
-    )
-    varfile = tmp_path / "vars.yml"
-    varfile.write_text(yaml.safe_dump(variables))
-    res = run_ansible_playbook(
-        *["-i", "localhost,", "--check", "-e", f"@{varfile}", str(playbook)],
-        cwd=tmp_path,
-        timeout=180,
-        # No nvidia-smi on the PATH: the "no GPU" case must not depend on this machine; a fake
-        # one first on the PATH (smi_dir) for the detected case.
-        PATH=os.pathsep.join([*([str(smi_dir)] if smi_dir else []), str(BIN), "/usr/bin", "/bin"]),
-    )
-    return res.returncode, res.stdout + res.stderr
+    return run_role_tasks(tmp_path, "ollama", "models.yml", variables, check=True, smi_dir=smi_dir)
 
 
 @pytest.fixture
