@@ -320,14 +320,11 @@ def test_browser_origin_is_not_forwarded_to_ollama(host):
     assert body(via)["object"] == "list"
 
 
-def test_stream_arrives_token_by_token(host):
-    delay = 0.2
+def stream(host: Any, key: str, prompt: str, delay: float) -> dict[str, Any]:
+    """A streamed /api/generate through the gateway (stream_probe.py on the host): status,
+    headers and the arrival time of each line; the stand-in waits ``delay`` s per token."""
     request = json.dumps(
-        {
-            "model": "tiny",
-            "prompt": "one two three four five six seven eight",
-            "options": {"standin_token_delay": delay},
-        }
+        {"model": "tiny", "prompt": prompt, "options": {"standin_token_delay": delay}}
     )
     cmd = shlex.join(
         [
@@ -337,13 +334,19 @@ def test_stream_arrives_token_by_token(host):
             "8080",
             "/api/generate",
             request,
-            f"Authorization: Bearer {KEYS['stream-probe']}",
+            f"Authorization: Bearer {KEYS[key]}",
         ]
     )
     out = host.run(cmd)
     assert out.rc == 0, out.stderr
-    result = json.loads(out.stdout)
+    result: dict[str, Any] = json.loads(out.stdout)
     assert result["status"] == 200, result
+    return result
+
+
+def test_stream_arrives_token_by_token(host):
+    delay = 0.2
+    result = stream(host, "stream-probe", "one two three four five six seven eight", delay)
     assert "application/x-ndjson" in result["headers"]
     arrivals = result["arrivals"]
     # "Stand-in reply from tiny: " + 8 prompt words = 12 tokens, then the final done line.
@@ -493,25 +496,7 @@ def test_model_allowlist_is_checked_before_ollama(host):
 @needs_njs
 def test_stream_through_the_allowlist_check_arrives_token_by_token(host):
     delay = 0.2
-    request = json.dumps(
-        {"model": "tiny", "prompt": "one two three four", "options": {"standin_token_delay": delay}}
-    )
-    cmd = shlex.join(
-        [
-            "python3",
-            f"{TOOLS}/stream_probe.py",
-            "127.0.0.1",
-            "8080",
-            "/api/generate",
-            request,
-            f"Authorization: Bearer {KEYS['listed-probe']}",
-        ]
-    )
-    out = host.run(cmd)
-    assert out.rc == 0, out.stderr
-    result = json.loads(out.stdout)
-    assert result["status"] == 200, result
-    arrivals = result["arrivals"]
+    arrivals = stream(host, "listed-probe", "one two three four", delay)["arrivals"]
     # "Stand-in reply from tiny: " + 4 prompt words = 8 tokens, then the final done line.
     assert len(arrivals) == 9, arrivals
     assert arrivals[-1] - arrivals[0] >= 6 * delay * 0.8, arrivals
