@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,14 +66,17 @@ class ApiServer:
         return status, json.loads(raw)
 
     def stop(self, timeout: float = 15) -> None:
-        """Quick shutdown (SIGINT: gunicorn stops its workers at once)."""
+        """Quick shutdown (SIGINT: gunicorn stops its workers at once), then SIGKILL to whatever
+        is left of the server's process group. A worker that outlived its master (the master
+        killed after ``timeout`` on a loaded machine) still holds the listening socket: the
+        kernel would accept connections to the stopped server that nobody ever answers."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=5)
 
 
 def request(
@@ -132,6 +135,8 @@ def start_api_server(
             stdout=log_file,
             stderr=log_file,
             cwd=REPO_ROOT,
+            # Its own process group: stop() kills the master and every worker together.
+            start_new_session=True,
         )
     server = ApiServer(process, f"http://127.0.0.1:{port}", log_path, config_path)
     try:

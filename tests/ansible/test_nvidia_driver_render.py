@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.ansible.local_play import REPO, run_ansible_playbook
-from tests.molecule_support import PlaybookRun, parse_recap
+from tests.molecule_support import PlaybookRun, mitogen_env, parse_recap
 
 ROLE = REPO / "roles" / "nvidia_driver"
 
@@ -182,6 +182,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlaybookRu
         cwd=root,
         timeout=600,
         ANSIBLE_BECOME="false",
+        # ~25 hosts of local plays: mitogen's strategy, as the operator targets run, is 2x faster.
+        **(mitogen_env() or {}),
     )
     output = res.stdout + res.stderr
     return root, PlaybookRun(res.returncode, output, parse_recap(output))
