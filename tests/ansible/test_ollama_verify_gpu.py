@@ -36,17 +36,6 @@ def load(standin: OllamaStandIn, model: str = MODEL) -> None:
         assert json.loads(response.read())["done_reason"] == "load"
 
 
-def play(
-    tmp_path: Path,
-    tasks_from: str,
-    variables: dict[str, Any],
-    *,
-    check: bool = False,
-    smi_dir: Path | None = None,
-) -> tuple[int, str]:
-    return run_role_tasks(tmp_path, "ollama", tasks_from, variables, check=check, smi_dir=smi_dir)
-
-
 def verify_vars(standin: OllamaStandIn) -> dict[str, Any]:
     return {
         "ollama_host": standin.ollama_host,
@@ -59,7 +48,9 @@ def verify_vars(standin: OllamaStandIn) -> dict[str, Any]:
 def test_full_offload_passes_without_a_change(tmp_path: Path) -> None:
     with running_standin(tmp_path / "standin", models=[MODEL]) as standin:
         load(standin)
-        rc, out = play(tmp_path / "play", "verify_gpu.yml", verify_vars(standin))
+        rc, out = run_role_tasks(
+            tmp_path / "play", "ollama", "verify_gpu.yml", verify_vars(standin)
+        )
     assert rc == 0, out[-4000:]
     assert f"{MODEL} is wholly in VRAM (4.56 GiB)" in out
     recap = parse_recap(out)["localhost"]
@@ -71,7 +62,9 @@ def test_partial_offload_fails_with_a_diagnosis(tmp_path: Path, check: bool) -> 
     env = {"OLLAMA_STANDIN_VRAM_SHARE": "0.625"}
     with running_standin(tmp_path / "standin", models=[MODEL], env=env) as standin:
         load(standin)
-        rc, out = play(tmp_path / "play", "verify_gpu.yml", verify_vars(standin), check=check)
+        rc, out = run_role_tasks(
+            tmp_path / "play", "ollama", "verify_gpu.yml", verify_vars(standin), check=check
+        )
     assert rc != 0, out[-4000:]
     recap = parse_recap(out)["localhost"]
     assert (recap.ok, recap.changed, recap.failed) == (1, 0, 1)
@@ -94,7 +87,9 @@ def test_partial_offload_fails_with_a_diagnosis(tmp_path: Path, check: bool) -> 
 def test_a_model_not_loaded_is_not_judged(tmp_path: Path) -> None:
     env = {"OLLAMA_STANDIN_VRAM_SHARE": "0"}
     with running_standin(tmp_path / "standin", models=[MODEL], env=env) as standin:
-        rc, out = play(tmp_path / "play", "verify_gpu.yml", verify_vars(standin), check=True)
+        rc, out = run_role_tasks(
+            tmp_path / "play", "ollama", "verify_gpu.yml", verify_vars(standin), check=True
+        )
     assert rc == 0, out[-4000:]
     assert f"{MODEL} is not loaded now" in out
 
@@ -140,7 +135,9 @@ def test_the_role_runs_the_check_when_a_gpu_is_expected(
         "ollama_verify_gpu_offload": policy,
     }
     smi_dir = fake_nvidia_smi(tmp_path / "smi") if gpu else None
-    rc, out = play(tmp_path / "play", "models.yml", variables, check=True, smi_dir=smi_dir)
+    rc, out = run_role_tasks(
+        tmp_path / "play", "ollama", "models.yml", variables, check=True, smi_dir=smi_dir
+    )
     if runs:
         assert rc != 0, out[-4000:]
         assert f"{MODEL} runs partly on the CPU: 62% in VRAM, 38% on the CPU" in out
