@@ -180,8 +180,8 @@ integration: venv images ## Every Molecule scenario and make vm-test, MOLECULE_J
 	molecule/run-scenarios -j $(MOLECULE_JOBS) $(VM_JOB) $(SCENARIOS)
 
 .PHONY: test
-test: venv images ## Everything CI runs: lint, Python tests, Molecule scenarios, VM test; MOLECULE_JOBS at a time
-	molecule/run-scenarios -j $(MOLECULE_JOBS) $(VM_JOB) $(firstword $(SCENARIOS)) unit $(wordlist 2,999,$(SCENARIOS)) lint
+test: venv ## Everything CI runs: lint, Python tests, Molecule scenarios, VM test; MOLECULE_JOBS at a time
+	molecule/run-scenarios -j $(MOLECULE_JOBS) $(VM_JOB) images $(firstword $(SCENARIOS)) unit $(wordlist 2,999,$(SCENARIOS)) lint
 
 .PHONY: demo-local
 demo-local: venv ## Demo the Python services on this machine (Ollama stand-in + API server, loopback)
